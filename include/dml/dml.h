@@ -1,0 +1,19 @@
+/* libdml: deep metric learning toolkit. Include this header for the whole public API. */
+#ifndef DML_DML_H
+#define DML_DML_H
+
+#include "dml/checkpoint.h"
+#include "dml/graph.h"
+#include "dml/init.h"
+#include "dml/nn.h"
+#include "dml/ops.h"
+#include "dml/optim.h"
+#include "dml/params.h"
+#include "dml/rng.h"
+#include "dml/status.h"
+#include "dml/tensor.h"
+#include "dml/threads.h"
+
+#define DML_VERSION_STRING "0.1.0"
+
+#endif
