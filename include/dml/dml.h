@@ -3,6 +3,9 @@
 #define DML_DML_H
 
 #include "dml/checkpoint.h"
+#include "dml/data.h"
+#include "dml/distance.h"
+#include "dml/eval.h"
 #include "dml/graph.h"
 #include "dml/init.h"
 #include "dml/nn.h"

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. release build with gcc (-Werror) and every CTest suite;
+#   2. the same under clang (-Werror), build and suites;
+#   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and every suite;
+#   4. `cmake --install` into a scratch prefix and the examples built against the installed
+#      library through pkg-config.
+# Installs missing Debian packages when run as root, otherwise says which to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+scripts/deps.sh test
+
+jobs=$(nproc 2>/dev/null || echo 2)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+out=${DML_TEST_BUILD_DIR:-$root/build/test}
+mkdir -p "$out"
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+configure_build_test() {
+  local dir=$1 cc=$2
+  shift 2
+  CC=$cc cmake -S "$root" -B "$dir" -DDML_BUILD_BENCH=ON "$@" > "$dir.configure.log" 2>&1 ||
+    { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs"
+  (cd "$dir" && ctest --output-on-failure -j 1)
+}
+
+step "gcc release build and tests"
+mkdir -p "$out/gcc" && configure_build_test "$out/gcc" gcc -DCMAKE_BUILD_TYPE=Release
+
+step "clang release build and tests"
+mkdir -p "$out/clang" && configure_build_test "$out/clang" clang -DCMAKE_BUILD_TYPE=Release
+
+step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+mkdir -p "$out/asan"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
+configure_build_test "$out/asan" gcc -DCMAKE_BUILD_TYPE=Debug -DDML_SANITIZE=ON \
+  -DDML_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+
+step "install and build the examples against the installed library"
+prefix="$out/prefix"
+rm -rf "$prefix"
+cmake --install "$out/gcc" --prefix "$prefix" > "$out/install.log"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+mkdir -p "$out/examples"
+n_examples=0
+for src in examples/*.c; do
+  exe="$out/examples/$(basename "${src%.c}")"
+  # shellcheck disable=SC2046
+  gcc -std=c11 -Wall -Wextra -Werror -o "$exe" "$src" $(pkg-config --cflags --libs dml)
+  n_examples=$((n_examples + 1))
+done
+libdir=$(pkg-config --variable=libdir dml)
+for exe in "$out"/examples/*; do
+  [ -x "$exe" ] || continue
+  name=$(basename "$exe")
+  if [ -f "examples/$name.args" ]; then
+    # shellcheck disable=SC2046
+    (cd "$root" && LD_LIBRARY_PATH="$libdir" "$exe" $(cat "examples/$name.args")) > "$out/examples/$name.log"
+  else
+    (cd "$root" && LD_LIBRARY_PATH="$libdir" "$exe") > "$out/examples/$name.log"
+  fi
+  echo "example $name: ok"
+done
+echo "$n_examples examples built against the installed library and run"
+printf '\nall test stages passed\n'

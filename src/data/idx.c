@@ -1,0 +1,152 @@
+/* IDX reader (LeCun's MNIST format, used by Fashion-MNIST): big-endian header
+ *   [0, 0, type, rank] [dim_0] ... [dim_rank-1] (uint32 each), then the data;
+ * type 0x08 = unsigned byte. Files may be gzip-compressed (zlib reads both). */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "core/status_internal.h"
+#include "dml/data.h"
+
+void dml_dataset_free(dml_dataset *ds) {
+  if (!ds) return;
+  dml_free_aligned(ds->x);
+  free(ds->labels);
+  memset(ds, 0, sizeof *ds);
+}
+
+typedef struct {
+  int rank;
+  int64_t dims[8];
+  int64_t count; /* product of dims */
+} idx_header;
+
+static dml_status read_exact(gzFile f, void *buf, int64_t n, const char *path, const char *what) {
+  unsigned char *p = buf;
+  while (n > 0) {
+    unsigned chunk = n > (1 << 30) ? (1u << 30) : (unsigned)n;
+    int got = gzread(f, p, chunk);
+    if (got < 0) {
+      int err;
+      const char *msg = gzerror(f, &err);
+      return dml__error(DML_ERR_IO, "%s: read error in %s: %s", path, what, msg);
+    }
+    if (got == 0)
+      return dml__error(DML_ERR_FORMAT, "%s: file is truncated (in %s)", path, what);
+    p += got;
+    n -= got;
+  }
+  return DML_OK;
+}
+
+static dml_status read_header(gzFile f, const char *path, int want_rank_min, idx_header *h) {
+  unsigned char magic[4];
+  DML_TRY(read_exact(f, magic, 4, path, "the IDX magic number"));
+  if (magic[0] != 0 || magic[1] != 0)
+    return dml__error(DML_ERR_FORMAT,
+                      "%s: not an IDX file (magic bytes %02x %02x %02x %02x; expected 00 00 08 ..)",
+                      path, magic[0], magic[1], magic[2], magic[3]);
+  if (magic[2] != 0x08)
+    return dml__error(DML_ERR_UNSUPPORTED,
+                      "%s: IDX element type 0x%02x is not supported (only unsigned bytes, 0x08)",
+                      path, magic[2]);
+  h->rank = magic[3];
+  if (h->rank < want_rank_min || h->rank > 4)
+    return dml__error(DML_ERR_FORMAT, "%s: IDX rank %d, expected %s", path, h->rank,
+                      want_rank_min == 1 ? "1 (labels)" : "2 to 4 (images)");
+  h->count = 1;
+  for (int i = 0; i < h->rank; i++) {
+    unsigned char b[4];
+    DML_TRY(read_exact(f, b, 4, path, "the IDX dimensions"));
+    h->dims[i] = ((int64_t)b[0] << 24) | ((int64_t)b[1] << 16) | ((int64_t)b[2] << 8) | b[3];
+    if (h->dims[i] <= 0 || h->dims[i] > (1 << 28))
+      return dml__error(DML_ERR_FORMAT, "%s: IDX dimension %d is %lld", path, i,
+                        (long long)h->dims[i]);
+    h->count *= h->dims[i];
+    if (h->count > ((int64_t)1 << 36))
+      return dml__error(DML_ERR_FORMAT, "%s: IDX data too large", path);
+  }
+  return DML_OK;
+}
+
+static dml_status open_gz(const char *path, gzFile *out) {
+  if (!path) return dml__error(DML_ERR_INVALID_ARGUMENT, "IDX path is NULL");
+  gzFile f = gzopen(path, "rb");
+  if (!f) return dml__error(DML_ERR_IO, "%s: cannot open (missing file or no permission)", path);
+  *out = f;
+  return DML_OK;
+}
+
+dml_status dml_data_read_idx(const char *images_path, const char *labels_path, int64_t limit,
+                             dml_dataset *out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_data_read_idx: out is NULL");
+  memset(out, 0, sizeof *out);
+  gzFile fi = NULL, fl = NULL;
+  unsigned char *bytes = NULL;
+  dml_status st = open_gz(images_path, &fi);
+  if (st == DML_OK) st = open_gz(labels_path, &fl);
+  idx_header hi, hl;
+  if (st == DML_OK) st = read_header(fi, images_path, 2, &hi);
+  if (st == DML_OK) st = read_header(fl, labels_path, 1, &hl);
+  if (st == DML_OK && hl.rank != 1)
+    st = dml__error(DML_ERR_FORMAT, "%s: labels must be rank 1, file has rank %d", labels_path,
+                    hl.rank);
+  if (st == DML_OK && hl.dims[0] != hi.dims[0])
+    st = dml__error(DML_ERR_SHAPE, "%s has %lld images but %s has %lld labels", images_path,
+                    (long long)hi.dims[0], labels_path, (long long)hl.dims[0]);
+  if (st == DML_OK) {
+    int64_t n = hi.dims[0];
+    int64_t per = hi.count / n;
+    int64_t keep = (limit > 0 && limit < n) ? limit : n;
+    out->n = keep;
+    /* [n,F] -> examples [F]; [n,H,W] -> [1,H,W] (one channel); [n,C,H,W] -> [C,H,W] */
+    if (hi.rank == 3) {
+      out->ndim = 3;
+      out->shape[0] = 1;
+      out->shape[1] = hi.dims[1];
+      out->shape[2] = hi.dims[2];
+    } else {
+      out->ndim = hi.rank - 1;
+      for (int i = 1; i < hi.rank; i++) out->shape[i - 1] = hi.dims[i];
+    }
+    out->example_numel = per;
+    out->x = dml_alloc_aligned(keep * per * (int64_t)sizeof(float));
+    out->labels = malloc((size_t)keep * sizeof(int32_t));
+    bytes = malloc((size_t)(keep * per > keep ? keep * per : keep));
+    if (!out->x || !out->labels || !bytes)
+      st = dml__error(DML_ERR_NO_MEMORY, "out of memory reading %lld images", (long long)keep);
+    if (st == DML_OK) st = read_exact(fi, bytes, keep * per, images_path, "the image data");
+    if (st == DML_OK)
+      for (int64_t i = 0; i < keep * per; i++) out->x[i] = bytes[i] * (1.0f / 255.0f);
+    if (st == DML_OK) st = read_exact(fl, bytes, keep, labels_path, "the label data");
+    if (st == DML_OK)
+      for (int64_t i = 0; i < keep; i++) out->labels[i] = bytes[i];
+  }
+  free(bytes);
+  if (fi) gzclose(fi);
+  if (fl) gzclose(fl);
+  if (st != DML_OK) dml_dataset_free(out);
+  return st;
+}
+
+dml_status dml_dataset_normalize(dml_dataset *ds, float mean, float std) {
+  if (!ds || !ds->x) return dml__error(DML_ERR_INVALID_ARGUMENT, "normalize: empty data set");
+  if (!(std > 0)) return dml__error(DML_ERR_INVALID_ARGUMENT, "normalize: std must be > 0");
+  int64_t n = ds->n * ds->example_numel;
+  float inv = 1.0f / std;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) ds->x[i] = (ds->x[i] - mean) * inv;
+  return DML_OK;
+}
+
+dml_status dml_dataset_filter_labels(dml_dataset *ds, int32_t lo, int32_t hi) {
+  if (!ds) return dml__error(DML_ERR_INVALID_ARGUMENT, "filter: NULL data set");
+  int64_t k = 0, d = ds->example_numel;
+  for (int64_t i = 0; i < ds->n; i++) {
+    if (ds->labels[i] < lo || ds->labels[i] > hi) continue;
+    if (k != i) memmove(ds->x + k * d, ds->x + i * d, (size_t)d * sizeof(float));
+    ds->labels[k++] = ds->labels[i];
+  }
+  ds->n = k;
+  return DML_OK;
+}
