@@ -9,6 +9,7 @@ typedef struct dml_cli_command {
   int (*run)(int argc, char **argv);
 } dml_cli_command;
 
+int dml_cli_demo(int argc, char **argv);
 int dml_cli_model(int argc, char **argv);
 int dml_cli_version(int argc, char **argv);
 

@@ -6,6 +6,7 @@
 #include "dml/dml.h"
 
 static const dml_cli_command commands[] = {
+    {"demo", "train the reference CNN on Fashion-MNIST and report retrieval", dml_cli_demo},
     {"model", "check a model text file and print its layer table", dml_cli_model},
     {"version", "print the version", dml_cli_version},
 };
