@@ -89,3 +89,18 @@ TEST(backward_needs_scalar_or_seed) {
   ASSERT_ERROR(dml_graph_backward(g, l, seed), DML_ERR_STATE);
   dml_graph_free(g);
 }
+
+TEST(non_finite_input_is_refused) {
+  dml_graph *g;
+  ASSERT_OK(dml_graph_new(&g));
+  float a[3] = {1, INFINITY, 2}, b[3] = {NAN, 0, 0};
+  int64_t s[1] = {3};
+  dml_node *x = NULL;
+  ASSERT_ERROR(dml_graph_input(g, a, 1, s, 1, &x), DML_ERR_NOT_FINITE);
+  ASSERT_TRUE(strstr(dml_last_error(), "index 1") != NULL);
+  ASSERT_ERROR(dml_graph_input(g, b, 1, s, 1, &x), DML_ERR_NOT_FINITE);
+  dml_graph_stats st;
+  dml_graph_get_stats(g, &st);
+  ASSERT_EQ_INT(st.nodes, 0);
+  dml_graph_free(g);
+}

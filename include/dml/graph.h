@@ -38,7 +38,8 @@ int dml_graph_training(const dml_graph *g);
 void dml_graph_set_seed(dml_graph *g, uint64_t seed, uint64_t step);
 
 /* A leaf holding a copy of `data` (row-major, shape given). With requires_grad, the gradient
- * reaching it is readable with dml_node_grad after backward. */
+ * reaching it is readable with dml_node_grad after backward. NaN or Inf in data is refused
+ * with DML_ERR_NOT_FINITE (the message gives the flat index). */
 dml_status dml_graph_input(dml_graph *g, const float *data, int ndim, const int64_t *shape,
                            int requires_grad, dml_node **out);
 

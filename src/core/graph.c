@@ -133,6 +133,12 @@ dml_status dml_graph_input(dml_graph *g, const float *data, int ndim, const int6
   dml_node *n;
   DML_TRY(dml__node_new(g, "input", ndim, shape, NULL, 0, &n));
   memcpy(n->value.data, data, (size_t)dml__numel(n) * sizeof(float));
+  /* NaN or Inf would silently poison every later value: refuse it at the door. */
+  dml_status st = dml_tensor_check_finite(&n->value, "graph input");
+  if (st != DML_OK) {
+    g->tape_len--; /* drop the node just recorded */
+    return st;
+  }
   n->requires_grad = requires_grad ? 1 : 0;
   *out = n;
   return DML_OK;
