@@ -43,15 +43,24 @@ dml_status dml_optim_set_group(dml_optim *o, int group, float lr_scale, float we
 void dml_optim_set_lr(dml_optim *o, float lr);
 float dml_optim_get_lr(const dml_optim *o);
 
-/* One update of every trainable parameter from its gradient. Returns DML_ERR_NOT_FINITE,
- * leaving the parameters unchanged, when a gradient holds NaN or Inf. */
+/* One update of every trainable parameter from its gradient (buffers, trainable == 0, are
+ * skipped and their gradients ignored). Returns DML_ERR_NOT_FINITE, leaving parameters, state
+ * and step count unchanged, when a trainable gradient holds NaN or Inf; DML_ERR_STATE when the
+ * store was re-finalized since dml_optim_new (make a new optimiser); DML_ERR_INVALID_ARGUMENT
+ * when a trainable parameter's group is outside 0..63 or the learning rate is negative or not
+ * finite. */
 dml_status dml_optim_step(dml_optim *o);
 
 /* Steps taken so far (Adam's bias correction uses it). */
 int64_t dml_optim_step_count(const dml_optim *o);
 
-/* State for checkpoints: n_buffers blocks, each dml_params_numel(params) floats, laid out like
- * the store's value block; the step count is restored with dml_optim_set_step_count. */
+/* State for checkpoints: n_buffers blocks (SGD: 0, or 1 momentum buffer when momentum != 0;
+ * Adam/AdamW: 2, exp_avg then exp_avg_sq), each laid out like the store's value block, padding
+ * included: parameter p's state is the p->numel floats at buffer + p->offset. A buffer is
+ * therefore longer than dml_params_numel(params) (the store pads each parameter to 16 floats);
+ * address it only through parameter offsets. Buffers start zeroed, belong to the optimiser and
+ * stay valid until dml_optim_free. The step count is restored with dml_optim_set_step_count
+ * (negative counts are ignored); with 0 steps SGD's next step starts its momentum afresh. */
 int dml_optim_state_buffers(const dml_optim *o);
 float *dml_optim_state_buffer(dml_optim *o, int index);
 void dml_optim_set_step_count(dml_optim *o, int64_t steps);
@@ -74,11 +83,17 @@ typedef struct dml_schedule {
   float min_lr;         /* cosine */
 } dml_schedule;
 
-/* Learning rate for step (0-based). */
+/* Learning rate for step (0-based; negative counts as 0). With W = warmup_steps > 0, steps
+ * 0..W-1 ramp as base_lr (step + 1) / W; after that the kind's formula runs on step - W (step
+ * and exponential decay start after the warm-up; cosine goes from base_lr at step W to min_lr
+ * at step total_steps and stays there). step_size <= 0 means no decay. NULL gives 0. */
 float dml_schedule_lr(const dml_schedule *s, int64_t step);
 
 /* Scales all trainable gradients so their global L2 norm is at most max_norm (as
- * torch.nn.utils.clip_grad_norm_). total_norm (may be NULL) receives the norm before clipping. */
+ * torch.nn.utils.clip_grad_norm_: by max_norm / (norm + 1e-6) when that is below 1).
+ * total_norm (may be NULL) receives the norm before clipping. max_norm must be >= 0. A NaN or
+ * Inf gradient gives DML_ERR_NOT_FINITE with the gradients left unchanged (torch would fill
+ * them with NaN). */
 dml_status dml_clip_grad_norm(dml_param_store *params, float max_norm, float *total_norm);
 
 #ifdef __cplusplus
