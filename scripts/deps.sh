@@ -4,7 +4,7 @@
 set -euo pipefail
 
 purpose=${1:-build}
-pkgs=(cmake make gcc pkg-config libopenblas-dev libcjson-dev zlib1g-dev libomp-dev)
+pkgs=(cmake make gcc pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev libomp-dev)
 case "$purpose" in
   build) ;;
   test) pkgs+=(clang) ;;

@@ -104,3 +104,39 @@ TEST(non_finite_input_is_refused) {
   ASSERT_EQ_INT(st.nodes, 0);
   dml_graph_free(g);
 }
+
+/* x feeds relu and, directly, add: relu's backward must accumulate into the gradient add has
+ * already written, while a lone relu stores into a fresh buffer. */
+TEST(gradient_of_a_node_used_twice_accumulates) {
+  dml_graph *g;
+  ASSERT_OK(dml_graph_new(&g));
+  float a[4] = {1, -2, 3, -4}, w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  int64_t s[2] = {1, 4}, ws[2] = {2, 4};
+  dml_node *x, *r, *y, *wn, *l1, *l2;
+  ASSERT_OK(dml_graph_input(g, a, 2, s, 1, &x));
+  ASSERT_OK(dml_op_relu(g, x, &r));
+  ASSERT_OK(dml_op_add(g, r, x, &y));
+  float seed[4] = {1, 10, 100, 1000};
+  ASSERT_OK(dml_graph_backward(g, y, seed));
+  const float *gx = dml_node_grad(x);
+  ASSERT_NEAR(gx[0], 2.0f, 0);
+  ASSERT_NEAR(gx[1], 10.0f, 0);
+  ASSERT_NEAR(gx[2], 200.0f, 0);
+  ASSERT_NEAR(gx[3], 1000.0f, 0);
+  /* the same input through two linears: dx = dy1 W + dy2 W */
+  dml_graph_reset(g);
+  ASSERT_OK(dml_graph_input(g, a, 2, s, 1, &x));
+  ASSERT_OK(dml_graph_input(g, w, 2, ws, 1, &wn));
+  ASSERT_OK(dml_op_linear(g, x, wn, NULL, &l1));
+  ASSERT_OK(dml_op_linear(g, x, wn, NULL, &l2));
+  ASSERT_OK(dml_op_add(g, l1, l2, &y));
+  float seed2[2] = {1, 1};
+  ASSERT_OK(dml_graph_backward(g, y, seed2));
+  gx = dml_node_grad(x);
+  const float *gw = dml_node_grad(wn);
+  for (int k = 0; k < 4; k++) {
+    ASSERT_NEAR(gx[k], 2.0f * (w[k] + w[4 + k]), 0);
+    ASSERT_NEAR(gw[k], 2.0f * a[k], 0);
+  }
+  dml_graph_free(g);
+}

@@ -103,7 +103,13 @@ float *dml__node_grad(dml_graph *g, dml_node *n) {
     if (n->param) {
       n->grad = n->param->grad;
     } else {
-      n->grad = dml__arena_calloc(&g->arena, dml__numel(n) * (int64_t)sizeof(float));
+      int64_t len = dml__numel(n);
+      float *gr = dml__arena_alloc(&g->arena, len * (int64_t)sizeof(float));
+      if (gr) {
+#pragma omp parallel for schedule(static) if (len > 65536)
+        for (int64_t i = 0; i < len; i++) gr[i] = 0.0f;
+      }
+      n->grad = gr;
     }
   }
   return n->grad;
@@ -130,7 +136,7 @@ dml_status dml__check_rank(const char *op, const dml_node *n, int min_rank, int 
 dml_status dml_graph_input(dml_graph *g, const float *data, int ndim, const int64_t *shape,
                            int requires_grad, dml_node **out) {
   if (!data) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_graph_input: data is NULL");
-  dml_node *n;
+  dml_node *n = NULL;
   DML_TRY(dml__node_new(g, "input", ndim, shape, NULL, 0, &n));
   memcpy(n->value.data, data, (size_t)dml__numel(n) * sizeof(float));
   /* NaN or Inf would silently poison every later value: refuse it at the door. */
@@ -176,12 +182,23 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
                       (long long)n);
   g->backward_done = 1;
   if (!root->requires_grad) return DML_OK; /* nothing depends on a parameter */
-  float *gr = dml__node_grad(g, root);
-  if (!gr) return dml__error(DML_ERR_NO_MEMORY, "out of memory for gradients");
-  if (seed_grad)
-    for (int64_t i = 0; i < n; i++) gr[i] += seed_grad[i];
-  else
-    gr[0] += 1.0f;
+  float *gr;
+  if (!root->grad && !root->param && seed_grad) {
+    /* a fresh buffer: copy the seed instead of zero-filling and adding */
+    gr = root->grad = dml__arena_alloc(&g->arena, n * (int64_t)sizeof(float));
+    if (!gr) return dml__error(DML_ERR_NO_MEMORY, "out of memory for gradients");
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) gr[i] = seed_grad[i];
+  } else {
+    gr = dml__node_grad(g, root);
+    if (!gr) return dml__error(DML_ERR_NO_MEMORY, "out of memory for gradients");
+    if (seed_grad) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (int64_t i = 0; i < n; i++) gr[i] += seed_grad[i];
+    } else {
+      gr[0] += 1.0f;
+    }
+  }
   /* Find root on the tape, then sweep backwards from it. */
   int64_t start = g->tape_len - 1;
   while (start >= 0 && g->tape[start] != root) start--;
@@ -190,9 +207,17 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
     dml_node *node = g->tape[i];
     if (!node->requires_grad || !node->grad || !node->backward) continue;
     /* make sure every input that needs a gradient has its buffer before the op runs */
-    for (int k = 0; k < node->n_inputs; k++)
-      if (node->inputs[k]->requires_grad && !dml__node_grad(g, node->inputs[k]))
+    node->fresh_inputs = 0;
+    for (int k = 0; k < node->n_inputs; k++) {
+      dml_node *in = node->inputs[k];
+      if (!in->requires_grad) continue;
+      if (!in->grad && !in->param && node->backward_overwrites && k < 32) {
+        in->grad = dml__arena_alloc(&g->arena, dml__numel(in) * (int64_t)sizeof(float));
+        if (in->grad) node->fresh_inputs |= 1u << k;
+      }
+      if (!dml__node_grad(g, in))
         return dml__error(DML_ERR_NO_MEMORY, "out of memory for gradients in %s", node->op);
+    }
     node->backward(g, node);
   }
   return DML_OK;

@@ -2,7 +2,14 @@
  * An op validates its inputs, calls dml__node_new to get an output node (value allocated in the
  * arena, uninitialised), computes the forward, stores anything backward needs in node->saved /
  * node->attr, and sets node->backward. Backward reads node->grad (dL/d output) and accumulates
- * (+=) into dml__node_grad(g, input) for every input with requires_grad. */
+ * (+=) into dml__node_grad(g, input) for every input with requires_grad.
+ *
+ * Fresh gradients: an op whose backward writes every element of an input's gradient may set
+ * node->backward_overwrites in its forward. The tape then hands it, for each input whose
+ * gradient buffer does not exist yet, an uninitialised buffer and sets bit k of
+ * node->fresh_inputs; the op must store (=) into such a buffer instead of accumulating. This
+ * saves a zero-fill and a read of every activation gradient. Such an op handles its inputs in
+ * index order (an input passed twice is fresh only at its first position). */
 #ifndef DML_CORE_GRAPH_INTERNAL_H
 #define DML_CORE_GRAPH_INTERNAL_H
 
@@ -22,6 +29,8 @@ struct dml_node {
   dml_node **inputs;      /* arena array of n_inputs pointers */
   int n_inputs;
   void *saved;            /* op-specific state for backward (arena) */
+  int backward_overwrites; /* the op's backward can store into fresh input gradients */
+  uint32_t fresh_inputs;  /* during backward: bit k = inputs[k]->grad is uninitialised */
   union {
     float f[16];
     int64_t i[16];
@@ -47,6 +56,11 @@ dml_status dml__node_new(dml_graph *g, const char *op, int ndim, const int64_t *
 /* Gradient buffer of n (allocated zeroed on first use; a parameter's own grad). NULL when the
  * arena is exhausted (backward then reports out of memory). */
 float *dml__node_grad(dml_graph *g, dml_node *n);
+
+/* 1 when the op must store (=) rather than accumulate into inputs[k]'s gradient. */
+static inline int dml__grad_fresh(const dml_node *n, int k) {
+  return k < 32 && ((n->fresh_inputs >> k) & 1u);
+}
 
 /* Scratch or saved-state memory from the arena, valid until reset. NULL when out of memory. */
 void *dml__graph_alloc(dml_graph *g, int64_t bytes);

@@ -16,6 +16,30 @@ static inline float softplus_f(float x, float beta, float threshold) {
   return log1pf(expf(bx)) / beta;
 }
 
+/* dx (op)= expression of element i: stored into a fresh gradient buffer, else accumulated.
+ * One loop per kind and mode, so each vectorises. */
+#define ACT_GRAD_LOOP(expr)                                            \
+  do {                                                                 \
+    if (fresh) {                                                       \
+      _Pragma("omp parallel for simd schedule(static) if (len > PAR_MIN)") \
+      for (int64_t i = 0; i < len; i++) dx[i] = (expr);                \
+    } else {                                                           \
+      _Pragma("omp parallel for simd schedule(static) if (len > PAR_MIN)") \
+      for (int64_t i = 0; i < len; i++) dx[i] += (expr);               \
+    }                                                                  \
+  } while (0)
+
+static inline float gelu_grad(float v) {
+  float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+  float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+  return cdf + v * pdf;
+}
+
+static inline float softplus_grad(float v, float beta, float threshold) {
+  float bx = beta * v;
+  return bx > threshold ? 1.0f : 1.0f / (1.0f + expf(-bx));
+}
+
 static void act_backward(dml_graph *g, dml_node *n) {
   (void)g;
   dml_node *x = n->inputs[0];
@@ -24,27 +48,14 @@ static void act_backward(dml_graph *g, dml_node *n) {
   int64_t len = dml__numel(n);
   const float *dy = n->grad, *xd = x->value.data, *yd = n->value.data;
   float *dx = x->grad;
-#pragma omp parallel for schedule(static) if (len > PAR_MIN)
-  for (int64_t i = 0; i < len; i++) {
-    float v = xd[i], d;
-    switch (kind) {
-      case ACT_RELU: d = v > 0.0f ? 1.0f : 0.0f; break;
-      case ACT_LEAKY: d = v > 0.0f ? 1.0f : p0; break;
-      case ACT_GELU: {
-        float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
-        d = cdf + v * pdf;
-        break;
-      }
-      case ACT_SIGMOID: d = yd[i] * (1.0f - yd[i]); break;
-      case ACT_TANH: d = 1.0f - yd[i] * yd[i]; break;
-      default: { /* softplus */
-        float bx = p0 * v;
-        d = bx > p1 ? 1.0f : 1.0f / (1.0f + expf(-bx));
-        break;
-      }
-    }
-    dx[i] += dy[i] * d;
+  const int fresh = dml__grad_fresh(n, 0);
+  switch (kind) {
+    case ACT_RELU: ACT_GRAD_LOOP(xd[i] > 0.0f ? dy[i] : 0.0f); break;
+    case ACT_LEAKY: ACT_GRAD_LOOP(xd[i] > 0.0f ? dy[i] : p0 * dy[i]); break;
+    case ACT_GELU: ACT_GRAD_LOOP(dy[i] * gelu_grad(xd[i])); break;
+    case ACT_SIGMOID: ACT_GRAD_LOOP(dy[i] * yd[i] * (1.0f - yd[i])); break;
+    case ACT_TANH: ACT_GRAD_LOOP(dy[i] * (1.0f - yd[i] * yd[i])); break;
+    case ACT_SOFTPLUS: ACT_GRAD_LOOP(dy[i] * softplus_grad(xd[i], p0, p1)); break;
   }
 }
 
@@ -56,6 +67,10 @@ static dml_status activation(dml_graph *g, const char *op, act_kind kind, dml_no
   int64_t len = dml__numel(y);
   const float *xd = x->value.data;
   float *yd = y->value.data;
+  if (kind == ACT_RELU) {
+#pragma omp parallel for simd schedule(static) if (len > PAR_MIN)
+    for (int64_t i = 0; i < len; i++) yd[i] = xd[i] > 0.0f ? xd[i] : 0.0f;
+  } else {
 #pragma omp parallel for schedule(static) if (len > PAR_MIN)
   for (int64_t i = 0; i < len; i++) {
     float v = xd[i];
@@ -68,10 +83,12 @@ static dml_status activation(dml_graph *g, const char *op, act_kind kind, dml_no
       default: yd[i] = softplus_f(v, p0, p1); break;
     }
   }
+  }
   y->attr.i[0] = kind;
   y->attr.f[2] = p0;
   y->attr.f[3] = p1;
   y->backward = act_backward;
+  y->backward_overwrites = 1;
   *out = y;
   return DML_OK;
 }

@@ -79,15 +79,18 @@ static void linear_backward(dml_graph *g, dml_node *n) {
   dml_node *b = n->n_inputs > 2 ? n->inputs[2] : NULL;
   int64_t batch = n->value.shape[0], o = n->value.shape[1], i = x->value.shape[1];
   const float *dy = n->grad;
-  if (x->requires_grad) sgemm(0, 0, batch, i, o, dy, w->value.data, 1.0f, x->grad);
-  if (w->requires_grad) sgemm(1, 0, o, i, batch, dy, x->value.data, 1.0f, w->grad);
+  if (x->requires_grad)
+    sgemm(0, 0, batch, i, o, dy, w->value.data, dml__grad_fresh(n, 0) ? 0.0f : 1.0f, x->grad);
+  if (w->requires_grad)
+    sgemm(1, 0, o, i, batch, dy, x->value.data, dml__grad_fresh(n, 1) ? 0.0f : 1.0f, w->grad);
   if (b && b->requires_grad) {
     float *db = b->grad;
+    const float keep = dml__grad_fresh(n, 2) ? 0.0f : 1.0f;
 #pragma omp parallel for schedule(static) if (o * batch > 32768)
     for (int64_t c = 0; c < o; c++) {
       float s = 0.0f;
       for (int64_t r = 0; r < batch; r++) s += dy[r * o + c];
-      db[c] += s;
+      db[c] = keep != 0.0f ? db[c] + s : s;
     }
   }
 }
@@ -118,6 +121,7 @@ dml_status dml_op_linear(dml_graph *g, dml_node *x, dml_node *w, dml_node *b, dm
   }
   sgemm(0, 1, batch, o, in, x->value.data, w->value.data, b ? 1.0f : 0.0f, yd);
   y->backward = linear_backward;
+  y->backward_overwrites = 1; /* fresh gradients are stored (GEMM beta 0), others accumulated */
   *out = y;
   return DML_OK;
 }

@@ -177,7 +177,7 @@ static inline void bn_channel_grad(int64_t ch, double sum_dy, double sum_dy_xmu,
 static void bn_backward_planes(float *dx, float *dgamma, float *dbeta, const float *dy,
                                const float *x, const float *gamma, const float *mean,
                                const float *istd, int64_t n, int64_t c, int64_t s,
-                               int training) {
+                               int training, int dx_fresh) {
   const int need_sums = (dx && training) || dgamma || dbeta;
 #pragma omp parallel for schedule(static) if (n * c * s > PAR_MIN)
   for (int64_t ch = 0; ch < c; ch++) {
@@ -208,8 +208,13 @@ static void bn_backward_planes(float *dx, float *dgamma, float *dbeta, const flo
     for (int64_t i = n - 1; i >= 0; i--) { /* reverse: start on the planes still in cache */
       const float *p = x + (i * c + ch) * s, *d = dy + (i * c + ch) * s;
       float *q = dx + (i * c + ch) * s;
+      if (dx_fresh) {
 #pragma omp simd
-      for (int64_t k = 0; k < s; k++) q[k] += k1 * d[k] + k2 * (p[k] - mu) + k3;
+        for (int64_t k = 0; k < s; k++) q[k] = k1 * d[k] + k2 * (p[k] - mu) + k3;
+      } else {
+#pragma omp simd
+        for (int64_t k = 0; k < s; k++) q[k] += k1 * d[k] + k2 * (p[k] - mu) + k3;
+      }
     }
   }
 }
@@ -217,7 +222,8 @@ static void bn_backward_planes(float *dx, float *dgamma, float *dbeta, const flo
 /* Backward for S == 1, x, dy, dx [N, C]: blocks of BN_CB channels walked row by row. */
 static void bn_backward_rows(float *dx, float *dgamma, float *dbeta, const float *dy,
                              const float *x, const float *gamma, const float *mean,
-                             const float *istd, int64_t n, int64_t c, int training) {
+                             const float *istd, int64_t n, int64_t c, int training,
+                             int dx_fresh) {
   const int need_sums = (dx && training) || dgamma || dbeta;
   const int64_t blocks = (c + BN_CB - 1) / BN_CB;
 #pragma omp parallel for schedule(static) if (n * c > PAR_MIN)
@@ -242,7 +248,8 @@ static void bn_backward_rows(float *dx, float *dgamma, float *dbeta, const float
     for (int64_t i = n - 1; i >= 0; i--) {
       const float *p = x + i * c + c0, *d = dy + i * c + c0;
       float *q = dx + i * c + c0;
-      for (int64_t j = 0; j < cw; j++) q[j] += k1[j] * d[j] + k2[j] * (p[j] - mu[j]) + k3[j];
+      for (int64_t j = 0; j < cw; j++)
+        q[j] = (dx_fresh ? 0.0f : q[j]) + k1[j] * d[j] + k2[j] * (p[j] - mu[j]) + k3[j];
     }
   }
 }
@@ -257,12 +264,16 @@ static void batchnorm_backward(dml_graph *g, dml_node *node) {
   float *dgamma = gamma && gamma->requires_grad ? gamma->grad : NULL;
   float *dbeta = beta && beta->requires_grad ? beta->grad : NULL;
   const float *gd = gamma ? gamma->value.data : NULL;
+  /* fresh (uninitialised) gradient buffers: gamma/beta are zeroed (C floats), dx is stored */
+  if (dgamma && dml__grad_fresh(node, sv->gamma_at)) memset(dgamma, 0, (size_t)sv->c * sizeof(float));
+  if (dbeta && dml__grad_fresh(node, sv->beta_at)) memset(dbeta, 0, (size_t)sv->c * sizeof(float));
+  const int dx_fresh = dml__grad_fresh(node, 0);
   if (sv->s == 1)
     bn_backward_rows(dx, dgamma, dbeta, node->grad, x->value.data, gd, sv->mean, sv->istd,
-                     sv->n, sv->c, sv->training);
+                     sv->n, sv->c, sv->training, dx_fresh);
   else
     bn_backward_planes(dx, dgamma, dbeta, node->grad, x->value.data, gd, sv->mean, sv->istd,
-                       sv->n, sv->c, sv->s, sv->training);
+                       sv->n, sv->c, sv->s, sv->training, dx_fresh);
 }
 
 static dml_status check_channel_vector(const char *op, const dml_node *v, const char *what,
@@ -356,6 +367,7 @@ dml_status dml_op_batchnorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node
   }
   y->saved = sv;
   y->backward = batchnorm_backward;
+  y->backward_overwrites = 1;
   *out = y;
   return DML_OK;
 }
