@@ -3,6 +3,8 @@
  * cosine logits / T), then reports retrieval quality (P@1, R-Precision, MAP@R) on the unseen
  * test classes 6-9 and on all ten test classes, beside two baselines: raw pixels and the same
  * network untrained. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +109,7 @@ static int evaluate(const char *what, const float *emb, int64_t d, const dml_dat
 
 int dml_cli_demo(int argc, char **argv) {
   demo_options o = {"/usr/share/datasets/fashion-mnist", NULL, 2, 192, 2, 1, 0, 1e-3f, 0.05f};
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout, 0);
@@ -132,7 +134,6 @@ int dml_cli_demo(int argc, char **argv) {
       fprintf(stderr, "dml demo: %s expects a number, got '%s'\n", a, v);
       return 2;
     }
-    i++;
   }
   if (o.epochs < 0 || o.batch < 2 || o.threads < 1 || !(o.lr > 0)) {
     fprintf(stderr, "dml demo: need epochs >= 0, batch >= 2, threads >= 1, lr > 0\n");

@@ -3,7 +3,8 @@
 #   1. release build with gcc (-Werror) and every CTest suite;
 #   2. the same under clang (-Werror), build and suites;
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and every suite;
-#   4. `cmake --install` into a scratch prefix and the examples built against the installed
+#   4. libFuzzer targets for every file parser, each run for a short while;
+#   5. `cmake --install` into a scratch prefix and the examples built against the installed
 #      library through pkg-config.
 # Installs missing Debian packages when run as root, otherwise says which to install.
 set -euo pipefail
@@ -40,6 +41,25 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
 configure_build_test "$out/asan" gcc -DCMAKE_BUILD_TYPE=Debug -DDML_SANITIZE=ON \
   -DDML_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+
+step "fuzz the file parsers (${DML_FUZZ_SECONDS:-15} s each)"
+fuzz="$out/fuzz"
+mkdir -p "$fuzz"
+CC=clang cmake -S "$root" -B "$fuzz" -DDML_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DDML_BUILD_TESTS=OFF -DDML_BUILD_BENCH=OFF \
+  -DDML_BUILD_EXAMPLES=OFF > "$fuzz.configure.log" 2>&1 || { cat "$fuzz.configure.log"; exit 1; }
+cmake --build "$fuzz" -j "$jobs"
+corpus="$fuzz/corpus"
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint}
+cp tests/fixtures/*.safetensors "$corpus/safetensors/"
+cp models/*.txt tests/fixtures/*.txt "$corpus/model_text/"
+for f in tests/fixtures/fmnist64-*.gz; do cp "$f" "$corpus/idx/"; done
+for t in safetensors model_text idx checkpoint; do
+  (cd "$fuzz" && "$fuzz/tests/fuzz/fuzz_$t" -max_total_time="${DML_FUZZ_SECONDS:-15}" \
+    -rss_limit_mb=4096 "$corpus/$t" > "$fuzz/fuzz_$t.log" 2>&1) ||
+    { tail -40 "$fuzz/fuzz_$t.log"; echo "fuzz_$t found a failure" >&2; exit 1; }
+  echo "fuzz_$t: $(grep -o 'Done [0-9]* runs' "$fuzz/fuzz_$t.log" | tail -1), no failure"
+done
 
 step "install and build the examples against the installed library"
 prefix="$out/prefix"

@@ -62,9 +62,9 @@ static dml_status read_header(gzFile f, const char *path, int want_rank_min, idx
     if (h->dims[i] <= 0 || h->dims[i] > (1 << 28))
       return dml__error(DML_ERR_FORMAT, "%s: IDX dimension %d is %lld", path, i,
                         (long long)h->dims[i]);
+    if (h->count > ((int64_t)1 << 36) / h->dims[i])
+      return dml__error(DML_ERR_FORMAT, "%s: IDX header promises more than 2^36 values", path);
     h->count *= h->dims[i];
-    if (h->count > ((int64_t)1 << 36))
-      return dml__error(DML_ERR_FORMAT, "%s: IDX data too large", path);
   }
   return DML_OK;
 }
