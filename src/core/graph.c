@@ -67,6 +67,12 @@ static dml_status tape_push(dml_graph *g, dml_node *n) {
 
 dml_status dml__node_new(dml_graph *g, const char *op, int ndim, const int64_t *shape,
                          dml_node *const *inputs, int n_inputs, dml_node **out) {
+  return dml__node_new_view(g, op, ndim, shape, inputs, n_inputs, NULL, out);
+}
+
+dml_status dml__node_new_view(dml_graph *g, const char *op, int ndim, const int64_t *shape,
+                              dml_node *const *inputs, int n_inputs, float *data,
+                              dml_node **out) {
   if (!g || !out) return dml__error(DML_ERR_INVALID_ARGUMENT, "%s: graph or output is NULL", op);
   if (ndim < 0 || ndim > DML_MAX_DIMS)
     return dml__error(DML_ERR_SHAPE, "%s: result rank %d exceeds %d", op, ndim, DML_MAX_DIMS);
@@ -79,7 +85,7 @@ dml_status dml__node_new(dml_graph *g, const char *op, int ndim, const int64_t *
     n *= shape[i];
   }
   dml_node *node = dml__arena_calloc(&g->arena, (int64_t)sizeof *node);
-  float *data = dml__arena_alloc(&g->arena, n * (int64_t)sizeof(float));
+  if (!data) data = dml__arena_alloc(&g->arena, n * (int64_t)sizeof(float));
   dml_node **ins = n_inputs > 0 ? dml__arena_alloc(&g->arena, n_inputs * (int64_t)sizeof *ins)
                                 : NULL;
   if (!node || !data || (n_inputs > 0 && !ins))

@@ -53,6 +53,13 @@ struct dml_graph {
 dml_status dml__node_new(dml_graph *g, const char *op, int ndim, const int64_t *shape,
                          dml_node *const *inputs, int n_inputs, dml_node **out);
 
+/* Same, but the value borrows `data` (numel floats owned by an input node or the arena) instead
+ * of allocating: for ops whose result is a view of their input (reshape, flatten). data NULL
+ * allocates as dml__node_new does. */
+dml_status dml__node_new_view(dml_graph *g, const char *op, int ndim, const int64_t *shape,
+                              dml_node *const *inputs, int n_inputs, float *data,
+                              dml_node **out);
+
 /* Gradient buffer of n (allocated zeroed on first use; a parameter's own grad). NULL when the
  * arena is exhausted (backward then reports out of memory). */
 float *dml__node_grad(dml_graph *g, dml_node *n);

@@ -1,5 +1,6 @@
-/* Shape ops: reshape, flatten, concat and slice. Results are copies (the arena holds every
- * node's value); gradients route back unchanged:
+/* Shape ops: reshape, flatten, concat and slice. Reshape and flatten are views of their input's
+ * data (no op writes into its inputs, so sharing is safe); concat and slice copy. Gradients
+ * route back unchanged:
  *   reshape / flatten: dx += dy (same element order)
  *   concat along axis: dx_k += dy[..., off_k : off_k + size_k, ...]
  *   slice along axis:  dx[..., start : start + length, ...] += dy
@@ -32,17 +33,20 @@ static void copy_backward(dml_graph *g, dml_node *n) {
   const int64_t len = dml__numel(n);
   const float *dy = n->grad;
   float *dx = n->inputs[0]->grad;
+  if (dml__grad_fresh(n, 0)) {
+    if (len > 0) memcpy(dx, dy, (size_t)len * sizeof(float));
+    return;
+  }
 #pragma omp parallel for schedule(static) if (len > PAR_MIN)
   for (int64_t i = 0; i < len; i++) dx[i] += dy[i];
 }
 
-static dml_status reshaped_copy(dml_graph *g, const char *op, dml_node *x, int ndim,
+static dml_status reshaped_view(dml_graph *g, const char *op, dml_node *x, int ndim,
                                 const int64_t *shape, dml_node **out) {
   dml_node *y;
-  DML_TRY(dml__node_new(g, op, ndim, shape, &x, 1, &y));
-  const int64_t len = dml__numel(y);
-  if (len > 0) memcpy(y->value.data, x->value.data, (size_t)len * sizeof(float));
+  DML_TRY(dml__node_new_view(g, op, ndim, shape, &x, 1, x->value.data, &y));
   y->backward = copy_backward;
+  y->backward_overwrites = 1;
   *out = y;
   return DML_OK;
 }
@@ -85,14 +89,14 @@ dml_status dml_op_reshape(dml_graph *g, dml_node *x, int ndim, const int64_t *sh
   if (known != numel)
     return dml__error(DML_ERR_SHAPE, "reshape: x %s has %lld elements, target %s has %lld", sx,
                       (long long)numel, st, (long long)known);
-  return reshaped_copy(g, "reshape", x, ndim, resolved, out);
+  return reshaped_view(g, "reshape", x, ndim, resolved, out);
 }
 
 dml_status dml_op_flatten(dml_graph *g, dml_node *x, dml_node **out) {
   DML_TRY(dml__check_node("flatten", x, "x"));
   DML_TRY(dml__check_rank("flatten", x, 2, DML_MAX_DIMS));
   int64_t shape[2] = {x->value.shape[0], dims_product(&x->value, 1, x->value.ndim)};
-  return reshaped_copy(g, "flatten", x, 2, shape, out);
+  return reshaped_view(g, "flatten", x, 2, shape, out);
 }
 
 /* ---- concat ---- */
