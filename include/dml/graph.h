@@ -48,8 +48,9 @@ dml_status dml_graph_input(dml_graph *g, const float *data, int ndim, const int6
 dml_status dml_graph_param(dml_graph *g, dml_param *param, dml_node **out);
 
 /* Backpropagates from `root`. With seed_grad NULL, root must hold one element and is seeded
- * with 1; otherwise seed_grad (numel(root) floats) is the upstream gradient. Call at most once
- * per forward pass. */
+ * with 1; otherwise seed_grad (numel(root) floats) is the upstream gradient: it is not modified
+ * and is used in place, so keep it valid until dml_graph_reset if you read dml_node_grad(root).
+ * Call at most once per forward pass. */
 dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_grad);
 
 /* The node's value (valid until reset). */

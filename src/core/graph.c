@@ -190,11 +190,9 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
   if (!root->requires_grad) return DML_OK; /* nothing depends on a parameter */
   float *gr;
   if (!root->grad && !root->param && seed_grad) {
-    /* a fresh buffer: copy the seed instead of zero-filling and adding */
-    gr = root->grad = dml__arena_alloc(&g->arena, n * (int64_t)sizeof(float));
-    if (!gr) return dml__error(DML_ERR_NO_MEMORY, "out of memory for gradients");
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) gr[i] = seed_grad[i];
+    /* The root's gradient is only read by the sweep (its consumers, if any, come after it on
+     * the tape and are skipped), so it can be the caller's seed itself: no copy. */
+    root->grad = (float *)seed_grad;
   } else {
     gr = dml__node_grad(g, root);
     if (!gr) return dml__error(DML_ERR_NO_MEMORY, "out of memory for gradients");

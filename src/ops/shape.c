@@ -34,7 +34,10 @@ static void copy_backward(dml_graph *g, dml_node *n) {
   const float *dy = n->grad;
   float *dx = n->inputs[0]->grad;
   if (dml__grad_fresh(n, 0)) {
-    if (len > 0) memcpy(dx, dy, (size_t)len * sizeof(float));
+    /* nothing else has written x's gradient: let it share ours (same elements, same order);
+     * any later contribution accumulates into this memory, which n no longer reads */
+    n->inputs[0]->grad = n->grad;
+    (void)len;
     return;
   }
 #pragma omp parallel for schedule(static) if (len > PAR_MIN)
