@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "core/status_internal.h"
 #include "nn/safetensors_internal.h"
 
@@ -153,37 +154,9 @@ static dml_status read_checkpoint_json(const char *prefix, cJSON **root, char **
   *wpath = NULL;
   char *jpath = join(prefix, ".json");
   if (!jpath) return dml__error(DML_ERR_NO_MEMORY, "out of memory");
-  FILE *f = fopen(jpath, "rb");
-  if (!f) {
-    dml_status st =
-        dml__error(DML_ERR_IO, "cannot open checkpoint '%s': %s", jpath, strerror(errno));
-    free(jpath);
-    return st;
-  }
   char *buf = NULL;
-  size_t n = 0, cap = 0;
-  dml_status st = DML_OK;
-  for (;;) {
-    if (n + 1 >= cap) {
-      size_t ncap = cap ? cap * 2 : 65536;
-      char *b = realloc(buf, ncap);
-      if (!b) {
-        st = dml__error(DML_ERR_NO_MEMORY, "out of memory reading '%s'", jpath);
-        break;
-      }
-      buf = b;
-      cap = ncap;
-    }
-    size_t got = fread(buf + n, 1, cap - 1 - n, f);
-    n += got;
-    if (got == 0) break;
-    if (n > (size_t)MAX_JSON_BYTES) {
-      st = dml__error(DML_ERR_FORMAT, "'%s' is larger than %ld bytes", jpath, MAX_JSON_BYTES);
-      break;
-    }
-  }
-  if (st == DML_OK && ferror(f)) st = dml__error(DML_ERR_IO, "cannot read '%s'", jpath);
-  fclose(f);
+  size_t n = 0;
+  dml_status st = dml__read_file(jpath, "checkpoint", (size_t)MAX_JSON_BYTES, &buf, &n);
   cJSON *j = NULL;
   if (st == DML_OK) {
     j = cJSON_ParseWithLength(buf, n);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "nn/model_internal.h"
 
 #define MAX_TOKENS 64
@@ -224,40 +225,12 @@ dml_status dml_model_load_text_file(const char *path, dml_model **out) {
   if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_model_load_text_file: out is NULL");
   *out = NULL;
   if (!path) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_model_load_text_file: path is NULL");
-  FILE *f = fopen(path, "rb");
-  if (!f) return dml__error(DML_ERR_IO, "cannot open model file '%s': %s", path, strerror(errno));
   char *buf = NULL;
-  size_t n = 0, cap = 0;
-  dml_status st = DML_OK;
-  for (;;) {
-    if (n + 1 >= cap) {
-      size_t ncap = cap ? cap * 2 : 4096;
-      char *b = realloc(buf, ncap);
-      if (!b) {
-        st = dml__error(DML_ERR_NO_MEMORY, "out of memory reading '%s'", path);
-        break;
-      }
-      buf = b;
-      cap = ncap;
-    }
-    size_t got = fread(buf + n, 1, cap - 1 - n, f);
-    n += got;
-    if (got == 0) break;
-    if (n > MAX_TEXT_BYTES) {
-      st = dml__error(DML_ERR_FORMAT, "model file '%s' is larger than %d bytes", path,
-                      MAX_TEXT_BYTES);
-      break;
-    }
-  }
-  if (st == DML_OK && ferror(f))
-    st = dml__error(DML_ERR_IO, "cannot read model file '%s': %s", path, strerror(errno));
-  fclose(f);
+  size_t n = 0;
+  dml_status st = dml__read_file(path, "model file", MAX_TEXT_BYTES, &buf, &n);
   if (st == DML_OK && memchr(buf, '\0', n))
     st = dml__error(DML_ERR_FORMAT, "model file '%s' holds a NUL byte (not a text file?)", path);
-  if (st == DML_OK) {
-    buf[n] = '\0';
-    st = dml_model_parse(buf, path, out);
-  }
+  if (st == DML_OK) st = dml_model_parse(buf, path, out);
   free(buf);
   return st;
 }
