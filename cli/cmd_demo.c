@@ -178,6 +178,9 @@ int dml_cli_demo(int argc, char **argv) {
     fail("model");
     goto done;
   }
+  printf("\n");
+  dml_model_print_summary(m, stdout);
+  printf("\n");
   if (dml_model_init_weights(m, o.seed) || dml_graph_new(&g)) {
     fail("set-up");
     goto done;
