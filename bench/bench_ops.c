@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "dml/dml.h"
 
 #define BATCH 192
@@ -103,22 +104,6 @@ typedef struct {
   double loss_first, loss_last;
   int64_t params;
 } step_result;
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Deterministic values in [-scale, scale): a 32-bit integer hash of (index, salt), top 24 bits
  * mapped to [-1, 1). ops_torch.py's fill() computes the same floats. */

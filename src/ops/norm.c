@@ -276,6 +276,19 @@ static void batchnorm_backward(dml_graph *g, dml_node *node) {
                        sv->n, sv->c, sv->s, sv->training, dx_fresh);
 }
 
+/* Input list {x, gamma?, beta?} of an affine normalisation and where gamma and beta sit in it
+ * (-1 when absent); returns the count. */
+static int affine_inputs(dml_node *x, dml_node *gamma, dml_node *beta, dml_node *ins[3],
+                         int *gamma_at, int *beta_at) {
+  int n = 0;
+  ins[n++] = x;
+  *gamma_at = gamma ? n : -1;
+  if (gamma) ins[n++] = gamma;
+  *beta_at = beta ? n : -1;
+  if (beta) ins[n++] = beta;
+  return n;
+}
+
 static dml_status check_channel_vector(const char *op, const dml_node *v, const char *what,
                                        int64_t c, const dml_node *x) {
   if (!v) return DML_OK;
@@ -319,16 +332,9 @@ dml_status dml_op_batchnorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node
     return dml__error(DML_ERR_SHAPE,
                       "%s: training mode needs more than one value per channel, x is %s", op, sx);
   }
-  dml_node *ins[3] = {x, NULL, NULL};
-  int n_in = 1, gamma_at = -1, beta_at = -1;
-  if (gamma) {
-    gamma_at = n_in;
-    ins[n_in++] = gamma;
-  }
-  if (beta) {
-    beta_at = n_in;
-    ins[n_in++] = beta;
-  }
+  dml_node *ins[3];
+  int gamma_at, beta_at;
+  const int n_in = affine_inputs(x, gamma, beta, ins, &gamma_at, &beta_at);
   dml_node *y;
   DML_TRY(dml__node_new(g, op, x->value.ndim, x->value.shape, ins, n_in, &y));
   bn_saved *sv = dml__graph_alloc(g, (int64_t)sizeof *sv);
@@ -499,16 +505,9 @@ dml_status dml_op_layernorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node
     return dml__error(DML_ERR_INVALID_ARGUMENT, "%s: eps must be finite and >= 0 (got %g)", op,
                       (double)eps);
   const int64_t rows = dml__numel(x) / d;
-  dml_node *ins[3] = {x, NULL, NULL};
-  int n_in = 1, gamma_at = -1, beta_at = -1;
-  if (gamma) {
-    gamma_at = n_in;
-    ins[n_in++] = gamma;
-  }
-  if (beta) {
-    beta_at = n_in;
-    ins[n_in++] = beta;
-  }
+  dml_node *ins[3];
+  int gamma_at, beta_at;
+  const int n_in = affine_inputs(x, gamma, beta, ins, &gamma_at, &beta_at);
   dml_node *y;
   DML_TRY(dml__node_new(g, op, x->value.ndim, x->value.shape, ins, n_in, &y));
   ln_saved *sv = dml__graph_alloc(g, (int64_t)sizeof *sv);
