@@ -695,3 +695,27 @@ TEST(optimizer_state_round_trip) {
   dml_model_free(m);
   dml_model_free(m2);
 }
+
+/* An optimiser belongs to one store: saving it beside another model, or restoring state into
+ * an optimiser of a different model, is an error, never a read or write out of bounds. */
+TEST(optimiser_of_another_model_is_refused) {
+  dml_model *big, *small;
+  ASSERT_OK(dml_model_parse("input 64\nlinear out=64\nrelu\nlinear out=64\n", "big", &big));
+  ASSERT_OK(dml_model_parse("input 4\nlinear out=2\n", "small", &small));
+  dml_optim_config cfg = dml_optim_config_default(DML_OPTIM_ADAM);
+  dml_optim *ob, *os;
+  ASSERT_OK(dml_optim_new(dml_model_params(big), &cfg, &ob));
+  ASSERT_OK(dml_optim_new(dml_model_params(small), &cfg, &os));
+  char prefix[1024];
+  dml_test_tmp_path("ckpt_optim_mismatch", prefix, sizeof prefix);
+  ASSERT_ERROR(dml_checkpoint_save(prefix, small, ob, NULL), DML_ERR_INVALID_ARGUMENT);
+  ASSERT_OK(dml_checkpoint_save(prefix, big, ob, NULL));
+  dml_status st = dml_checkpoint_load_optim(prefix, os);
+  ASSERT_TRUE(st != DML_OK);
+  ASSERT_TRUE(dml_last_error()[0] != '\0');
+  ASSERT_OK(dml_checkpoint_load_optim(prefix, ob));
+  dml_optim_free(ob);
+  dml_optim_free(os);
+  dml_model_free(big);
+  dml_model_free(small);
+}

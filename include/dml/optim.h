@@ -64,6 +64,11 @@ int64_t dml_optim_step_count(const dml_optim *o);
 int dml_optim_state_buffers(const dml_optim *o);
 float *dml_optim_state_buffer(dml_optim *o, int index);
 void dml_optim_set_step_count(dml_optim *o, int64_t steps);
+/* Floats in each state buffer (the padded size of the store's value block when the optimiser
+ * was made). */
+int64_t dml_optim_state_numel(const dml_optim *o);
+/* The parameter store the optimiser was made for (borrowed). */
+dml_param_store *dml_optim_params(dml_optim *o);
 
 /* ---- schedules ---- */
 typedef enum dml_schedule_kind {

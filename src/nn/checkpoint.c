@@ -46,7 +46,29 @@ static dml_status write_text(FILE *f, const char *path, void *ctx) {
   return DML_OK;
 }
 
+/* The optimiser's state buffers are laid out like its own store: it must be this store, with
+ * the layout it had when the optimiser was made. */
+static dml_status check_optim_store(const dml_optim *optim_c, dml_param_store *ps,
+                                    const char *what) {
+  dml_optim *optim = (dml_optim *)optim_c;
+  if (dml_optim_params(optim) != ps)
+    return dml__error(DML_ERR_INVALID_ARGUMENT,
+                      "%s: the optimiser was made for another parameter store than this model's",
+                      what);
+  int64_t block = dml_optim_state_numel(optim);
+  for (int i = 0; i < dml_params_count(ps); i++) {
+    const dml_param *p = dml_params_get(ps, i);
+    if (p->trainable && p->offset + p->numel > block)
+      return dml__error(DML_ERR_STATE,
+                        "%s: the model's parameters changed after the optimiser was made; make "
+                        "a new optimiser",
+                        what);
+  }
+  return DML_OK;
+}
+
 static dml_status save_weights(const char *path, dml_param_store *ps, dml_optim *optim) {
+  if (optim) DML_TRY(check_optim_store(optim, ps, "checkpoint save"));
   int n = dml_params_count(ps), n_buf = optim ? dml_optim_state_buffers(optim) : 0;
   int n_train = 0;
   for (int i = 0; i < n; i++) n_train += dml_params_get(ps, i)->trainable;
@@ -257,7 +279,6 @@ dml_status dml_checkpoint_load_optim(const char *prefix, dml_optim *optim) {
   cJSON *root;
   char *wpath;
   DML_TRY(read_checkpoint_json(prefix, &root, &wpath));
-  dml_model *m = NULL;
   dml__st_file sf;
   memset(&sf, 0, sizeof sf);
   float *tmp = NULL;
@@ -275,11 +296,11 @@ dml_status dml_checkpoint_load_optim(const char *prefix, dml_optim *optim) {
                     "checkpoint '%s' holds %g optimiser state buffers per parameter, this "
                     "optimiser has %d: make it of the same kind (SGD with momentum has 1, Adam 2)",
                     prefix, nb->valuedouble, n_buf);
-  /* The optimiser was made for a model parsed from the same text, so a model parsed here has
-   * the same parameter names, shapes and offsets into the state blocks. */
-  if (st == DML_OK) st = parse_model(prefix, root, &m);
+  /* State goes into the optimiser's own store layout; every tensor is matched by name and
+   * checked against that store's shapes. */
+  dml_param_store *ps = dml_optim_params(optim);
+  if (st == DML_OK) st = check_optim_store(optim, ps, "checkpoint optimiser load");
   if (st == DML_OK) st = dml__st_open(wpath, &sf);
-  dml_param_store *ps = m ? dml_model_params(m) : NULL;
   int n = dml_params_count(ps);
   int64_t block = 0;
   for (int i = 0; i < n; i++) {
@@ -326,7 +347,6 @@ dml_status dml_checkpoint_load_optim(const char *prefix, dml_optim *optim) {
   }
   free(tmp);
   dml__st_close(&sf);
-  dml_model_free(m);
   cJSON_Delete(root);
   free(wpath);
   return st;

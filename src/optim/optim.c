@@ -339,6 +339,10 @@ int64_t dml_optim_step_count(const dml_optim *o) { return o ? o->steps : 0; }
 
 int dml_optim_state_buffers(const dml_optim *o) { return o ? o->n_buffers : 0; }
 
+int64_t dml_optim_state_numel(const dml_optim *o) { return o ? o->block : 0; }
+
+dml_param_store *dml_optim_params(dml_optim *o) { return o ? o->params : NULL; }
+
 float *dml_optim_state_buffer(dml_optim *o, int index) {
   if (!o || index < 0 || index >= o->n_buffers) return NULL;
   return o->buffers[index];
