@@ -140,3 +140,59 @@ TEST(gradient_of_a_node_used_twice_accumulates) {
   }
   dml_graph_free(g);
 }
+
+/* Hostile shapes and NULL outputs are errors, not overflows or crashes. */
+TEST(huge_shapes_and_null_outputs_are_errors) {
+  dml_graph *g, *other;
+  ASSERT_OK(dml_graph_new(&g));
+  ASSERT_OK(dml_graph_new(&other));
+  float a[4] = {1, 2, 3, 4};
+  int64_t huge[1] = {((int64_t)1 << 62) + 1}, huge2[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+  int64_t s4[1] = {4};
+  dml_node *x = NULL, *y = NULL, *z = NULL;
+  ASSERT_ERROR(dml_graph_input(g, a, 1, huge, 1, &x), DML_ERR_SHAPE);
+  ASSERT_ERROR(dml_graph_input(g, a, 2, huge2, 1, &x), DML_ERR_SHAPE);
+  ASSERT_ERROR(dml_graph_input(g, a, 1, NULL, 1, &x), DML_ERR_INVALID_ARGUMENT);
+  ASSERT_ERROR(dml_graph_input(g, a, 1, s4, 1, NULL), DML_ERR_INVALID_ARGUMENT);
+  ASSERT_OK(dml_graph_input(g, a, 1, s4, 1, &x));
+  int64_t r[2] = {((int64_t)1 << 62) + 1, 4};
+  ASSERT_ERROR(dml_op_reshape(g, x, 2, r, &y), DML_ERR_SHAPE);
+  ASSERT_ERROR(dml_op_relu(g, x, NULL), DML_ERR_INVALID_ARGUMENT);
+  ASSERT_ERROR(dml_op_add(g, x, x, NULL), DML_ERR_INVALID_ARGUMENT);
+  /* backward from a node of another graph leaves both graphs usable */
+  ASSERT_OK(dml_graph_input(other, a, 1, s4, 1, &z));
+  ASSERT_OK(dml_op_sum(other, z, &y));
+  ASSERT_ERROR(dml_graph_backward(g, y, NULL), DML_ERR_INVALID_ARGUMENT);
+  ASSERT_OK(dml_op_sum(g, x, &y));
+  ASSERT_OK(dml_graph_backward(g, y, NULL));
+  ASSERT_NEAR(dml_node_grad(x)[0], 1.0f, 0);
+  dml_param_store *ps;
+  ASSERT_OK(dml_params_new(&ps));
+  ASSERT_ERROR(dml_params_add(ps, "w", 2, huge2, 1, NULL), DML_ERR_INVALID_ARGUMENT);
+  dml_params_free(ps);
+  dml_graph_free(other);
+  dml_graph_free(g);
+}
+
+/* A reshape whose input has another consumer copies its gradient: the reshape's own gradient
+ * stays what reached it. */
+TEST(reshape_gradient_with_two_consumers) {
+  dml_graph *g;
+  ASSERT_OK(dml_graph_new(&g));
+  float a[4] = {1, 2, 3, 4};
+  int64_t s4[1] = {4}, s22[2] = {2, 2};
+  dml_node *x, *z, *y, *yf, *t, *l;
+  ASSERT_OK(dml_graph_input(g, a, 1, s4, 1, &x));
+  ASSERT_OK(dml_op_scale(g, x, 3.0f, &z));
+  ASSERT_OK(dml_op_reshape(g, x, 2, s22, &y));
+  ASSERT_OK(dml_op_reshape(g, y, 1, s4, &yf));
+  ASSERT_OK(dml_op_add(g, yf, z, &t));
+  ASSERT_OK(dml_op_sum(g, t, &l));
+  ASSERT_OK(dml_graph_backward(g, l, NULL));
+  for (int k = 0; k < 4; k++) {
+    ASSERT_NEAR(dml_node_grad(y)[k], 1.0f, 0);
+    ASSERT_NEAR(dml_node_grad(yf)[k], 1.0f, 0);
+    ASSERT_NEAR(dml_node_grad(x)[k], 4.0f, 0);
+  }
+  dml_graph_free(g);
+}

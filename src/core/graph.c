@@ -79,9 +79,12 @@ dml_status dml__node_new_view(dml_graph *g, const char *op, int ndim, const int6
   if (g->backward_done)
     return dml__error(DML_ERR_STATE,
                       "%s: the graph was already differentiated; call dml_graph_reset first", op);
+  if (ndim > 0 && !shape) return dml__error(DML_ERR_INVALID_ARGUMENT, "%s: shape is NULL", op);
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) return dml__error(DML_ERR_SHAPE, "%s: negative result dimension", op);
+    if (shape[i] > 0 && n > DML__MAX_NUMEL / shape[i])
+      return dml__error(DML_ERR_SHAPE, "%s: result of more than 2^56 elements", op);
     n *= shape[i];
   }
   dml_node *node = dml__arena_calloc(&g->arena, (int64_t)sizeof *node);
@@ -97,6 +100,7 @@ dml_status dml__node_new_view(dml_graph *g, const char *op, int ndim, const int6
   node->inputs = ins;
   for (int i = 0; i < n_inputs; i++) {
     ins[i] = inputs[i];
+    inputs[i]->consumers++;
     if (inputs[i]->requires_grad) node->requires_grad = 1;
   }
   DML_TRY(tape_push(g, node));
@@ -141,7 +145,8 @@ dml_status dml__check_rank(const char *op, const dml_node *n, int min_rank, int 
 
 dml_status dml_graph_input(dml_graph *g, const float *data, int ndim, const int64_t *shape,
                            int requires_grad, dml_node **out) {
-  if (!data) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_graph_input: data is NULL");
+  if (!data || !out)
+    return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_graph_input: data or out is NULL");
   dml_node *n = NULL;
   DML_TRY(dml__node_new(g, "input", ndim, shape, NULL, 0, &n));
   memcpy(n->value.data, data, (size_t)dml__numel(n) * sizeof(float));
@@ -186,6 +191,10 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
                       "backward from a %lld-element node needs an upstream gradient "
                       "(seed_grad); only a scalar loss is seeded with 1",
                       (long long)n);
+  /* Find root on the tape before touching any state. */
+  int64_t start = g->tape_len - 1;
+  while (start >= 0 && g->tape[start] != root) start--;
+  if (start < 0) return dml__error(DML_ERR_INVALID_ARGUMENT, "backward: node is not on this graph");
   g->backward_done = 1;
   if (!root->requires_grad) return DML_OK; /* nothing depends on a parameter */
   float *gr;
@@ -203,10 +212,6 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
       gr[0] += 1.0f;
     }
   }
-  /* Find root on the tape, then sweep backwards from it. */
-  int64_t start = g->tape_len - 1;
-  while (start >= 0 && g->tape[start] != root) start--;
-  if (start < 0) return dml__error(DML_ERR_INVALID_ARGUMENT, "backward: node is not on this graph");
   for (int64_t i = start; i >= 0; i--) {
     dml_node *node = g->tape[i];
     if (!node->requires_grad || !node->grad || !node->backward) continue;

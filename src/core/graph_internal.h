@@ -19,6 +19,9 @@
 
 typedef void (*dml__backward_fn)(dml_graph *g, dml_node *n);
 
+/* Largest element count of a node (2^56): byte counts stay far from int64 overflow. */
+#define DML__MAX_NUMEL ((int64_t)1 << 56)
+
 struct dml_node {
   dml_tensor value;
   float *grad;            /* NULL until a gradient reaches the node */
@@ -30,6 +33,7 @@ struct dml_node {
   int n_inputs;
   void *saved;            /* op-specific state for backward (arena) */
   int backward_overwrites; /* the op's backward can store into fresh input gradients */
+  int consumers;          /* nodes recorded with this one as an input */
   uint32_t fresh_inputs;  /* during backward: bit k = inputs[k]->grad is uninitialised */
   union {
     float f[16];

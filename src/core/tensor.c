@@ -29,6 +29,7 @@ dml_status dml_tensor_init(dml_tensor *t, int ndim, const int64_t *shape) {
   if (ndim < 0 || ndim > DML_MAX_DIMS)
     return dml__error(DML_ERR_INVALID_ARGUMENT, "tensor rank %d is outside 0..%d", ndim,
                       DML_MAX_DIMS);
+  if (ndim > 0 && !shape) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_tensor_init: shape is NULL");
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0)
@@ -81,6 +82,7 @@ void dml_tensor_shape_str(const dml_tensor *t, char *buf, int buf_size) {
 }
 
 dml_status dml_tensor_check_finite(const dml_tensor *t, const char *what) {
+  if (!t) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_tensor_check_finite: tensor is NULL");
   int64_t n = dml_tensor_numel(t);
   int64_t bad = -1;
 #pragma omp parallel for reduction(max : bad) if (n > 65536)

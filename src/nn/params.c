@@ -39,6 +39,8 @@ dml_status dml_params_add(dml_param_store *s, const char *name, int ndim, const 
   if (ndim < 0 || ndim > DML_MAX_DIMS)
     return dml__error(DML_ERR_INVALID_ARGUMENT, "parameter '%s' has rank %d (max %d)", name, ndim,
                       DML_MAX_DIMS);
+  if (ndim > 0 && !shape)
+    return dml__error(DML_ERR_INVALID_ARGUMENT, "parameter '%s': shape is NULL", name);
   if (dml_params_find(s, name))
     return dml__error(DML_ERR_INVALID_ARGUMENT, "parameter name '%s' is used twice", name);
   if (s->count == s->cap) {
@@ -57,6 +59,9 @@ dml_status dml_params_add(dml_param_store *s, const char *name, int ndim, const 
     if (shape[i] <= 0)
       return dml__error(DML_ERR_INVALID_ARGUMENT, "parameter '%s' has dimension %d = %lld", name,
                         i, (long long)shape[i]);
+    if (p->numel > ((int64_t)1 << 56) / shape[i])
+      return dml__error(DML_ERR_INVALID_ARGUMENT, "parameter '%s' has more than 2^56 elements",
+                        name);
     p->shape[i] = shape[i];
     p->numel *= shape[i];
   }

@@ -94,22 +94,28 @@ static dml_status activation(dml_graph *g, const char *op, act_kind kind, dml_no
 }
 
 dml_status dml_op_relu(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_relu: out is NULL");
   return activation(g, "relu", ACT_RELU, x, 0, 0, out);
 }
 dml_status dml_op_leaky_relu(dml_graph *g, dml_node *x, float negative_slope, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_leaky_relu: out is NULL");
   return activation(g, "leaky_relu", ACT_LEAKY, x, negative_slope, 0, out);
 }
 dml_status dml_op_gelu(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_gelu: out is NULL");
   return activation(g, "gelu", ACT_GELU, x, 0, 0, out);
 }
 dml_status dml_op_sigmoid(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_sigmoid: out is NULL");
   return activation(g, "sigmoid", ACT_SIGMOID, x, 0, 0, out);
 }
 dml_status dml_op_tanh(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_tanh: out is NULL");
   return activation(g, "tanh", ACT_TANH, x, 0, 0, out);
 }
 dml_status dml_op_softplus(dml_graph *g, dml_node *x, float beta, float threshold,
                            dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_softplus: out is NULL");
   if (!(beta > 0))
     return dml__error(DML_ERR_INVALID_ARGUMENT, "softplus: beta must be positive (got %g)",
                       (double)beta);

@@ -215,10 +215,12 @@ static dml_status conv_record(dml_graph *g, const char *op, int dims, dml_node *
 
 dml_status dml_op_conv2d(dml_graph *g, dml_node *x, dml_node *w, dml_node *b,
                          const dml_conv_params *p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_conv2d: out is NULL");
   return conv_record(g, "conv2d", 2, x, w, b, p, out);
 }
 
 dml_status dml_op_conv1d(dml_graph *g, dml_node *x, dml_node *w, dml_node *b,
                          const dml_conv_params *p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_conv1d: out is NULL");
   return conv_record(g, "conv1d", 1, x, w, b, p, out);
 }

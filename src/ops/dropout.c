@@ -44,6 +44,7 @@ static void dropout_backward(dml_graph *g, dml_node *n) {
 }
 
 dml_status dml_op_dropout(dml_graph *g, dml_node *x, float p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_dropout: out is NULL");
   DML_TRY(dml__check_node("dropout", x, "x"));
   if (!g || !out)
     return dml__error(DML_ERR_INVALID_ARGUMENT, "dropout: graph or output is NULL");

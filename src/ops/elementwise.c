@@ -78,12 +78,15 @@ static dml_status binary(dml_graph *g, const char *op, int kind, dml_node *a, dm
 }
 
 dml_status dml_op_add(dml_graph *g, dml_node *a, dml_node *b, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_add: out is NULL");
   return binary(g, "add", EW_ADD, a, b, out);
 }
 dml_status dml_op_sub(dml_graph *g, dml_node *a, dml_node *b, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_sub: out is NULL");
   return binary(g, "sub", EW_SUB, a, b, out);
 }
 dml_status dml_op_mul(dml_graph *g, dml_node *a, dml_node *b, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_mul: out is NULL");
   return binary(g, "mul", EW_MUL, a, b, out);
 }
 
@@ -99,6 +102,7 @@ static void scale_backward(dml_graph *g, dml_node *n) {
 }
 
 dml_status dml_op_scale(dml_graph *g, dml_node *x, float s, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_scale: out is NULL");
   DML_TRY(dml__check_node("scale", x, "x"));
   dml_node *y;
   DML_TRY(dml__node_new(g, "scale", x->value.ndim, x->value.shape, &x, 1, &y));
@@ -141,6 +145,7 @@ static void bias_backward(dml_graph *g, dml_node *n) {
 }
 
 dml_status dml_op_add_bias(dml_graph *g, dml_node *x, dml_node *bias, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_add_bias: out is NULL");
   DML_TRY(dml__check_node("add_bias", x, "x"));
   DML_TRY(dml__check_node("add_bias", bias, "bias"));
   DML_TRY(dml__check_rank("add_bias", x, 2, DML_MAX_DIMS));

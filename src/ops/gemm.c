@@ -46,6 +46,7 @@ static void matmul_backward(dml_graph *g, dml_node *n) {
 
 dml_status dml_op_matmul(dml_graph *g, dml_node *a, dml_node *b, int trans_a, int trans_b,
                          dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_matmul: out is NULL");
   DML_TRY(dml__check_node("matmul", a, "a"));
   DML_TRY(dml__check_node("matmul", b, "b"));
   DML_TRY(dml__check_rank("matmul", a, 2, 2));
@@ -96,6 +97,7 @@ static void linear_backward(dml_graph *g, dml_node *n) {
 }
 
 dml_status dml_op_linear(dml_graph *g, dml_node *x, dml_node *w, dml_node *b, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_linear: out is NULL");
   DML_TRY(dml__check_node("linear", x, "x"));
   DML_TRY(dml__check_node("linear", w, "weight"));
   DML_TRY(dml__check_rank("linear", x, 2, 2));

@@ -303,6 +303,7 @@ static dml_status check_channel_vector(const char *op, const dml_node *v, const 
 dml_status dml_op_batchnorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node *beta,
                             float *running_mean, float *running_var, float momentum, float eps,
                             dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_batchnorm: out is NULL");
   static const char *op = "batchnorm";
   DML_TRY(dml__check_node(op, x, "x"));
   DML_TRY(dml__check_rank(op, x, 2, 4));
@@ -493,6 +494,7 @@ static dml_status check_last_dim_vector(const char *op, const dml_node *v, const
 
 dml_status dml_op_layernorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node *beta,
                             float eps, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_layernorm: out is NULL");
   static const char *op = "layernorm";
   DML_TRY(dml__check_node(op, x, "x"));
   DML_TRY(dml__check_rank(op, x, 1, DML_MAX_DIMS));
@@ -586,6 +588,7 @@ static void l2_normalize_backward(dml_graph *g, dml_node *node) {
 }
 
 dml_status dml_op_l2_normalize(dml_graph *g, dml_node *x, float eps, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_l2_normalize: out is NULL");
   static const char *op = "l2_normalize";
   DML_TRY(dml__check_node(op, x, "x"));
   DML_TRY(dml__check_rank(op, x, 1, DML_MAX_DIMS));

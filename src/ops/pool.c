@@ -297,15 +297,19 @@ static dml_status pool_record(dml_graph *g, const char *op, int dims, int is_max
 }
 
 dml_status dml_op_maxpool2d(dml_graph *g, dml_node *x, const dml_pool_params *p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_maxpool2d: out is NULL");
   return pool_record(g, "maxpool2d", 2, 1, x, p, out);
 }
 dml_status dml_op_avgpool2d(dml_graph *g, dml_node *x, const dml_pool_params *p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_avgpool2d: out is NULL");
   return pool_record(g, "avgpool2d", 2, 0, x, p, out);
 }
 dml_status dml_op_maxpool1d(dml_graph *g, dml_node *x, const dml_pool_params *p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_maxpool1d: out is NULL");
   return pool_record(g, "maxpool1d", 1, 1, x, p, out);
 }
 dml_status dml_op_avgpool1d(dml_graph *g, dml_node *x, const dml_pool_params *p, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_avgpool1d: out is NULL");
   return pool_record(g, "avgpool1d", 1, 0, x, p, out);
 }
 
@@ -388,8 +392,10 @@ static dml_status global_pool(dml_graph *g, const char *op, int is_max, dml_node
 }
 
 dml_status dml_op_global_avgpool(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_global_avgpool: out is NULL");
   return global_pool(g, "global_avgpool", 0, x, out);
 }
 dml_status dml_op_global_maxpool(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_global_maxpool: out is NULL");
   return global_pool(g, "global_maxpool", 1, x, out);
 }

@@ -83,16 +83,19 @@ static dml_status reduce_op(dml_graph *g, const char *op, int kind, dml_node *a,
 }
 
 dml_status dml_op_sum(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_sum: out is NULL");
   DML_TRY(dml__check_node("sum", x, "x"));
   return reduce_op(g, "sum", RED_SUM, x, NULL, out);
 }
 
 dml_status dml_op_mean(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_mean: out is NULL");
   DML_TRY(dml__check_node("mean", x, "x"));
   return reduce_op(g, "mean", RED_MEAN, x, NULL, out);
 }
 
 dml_status dml_op_mse(dml_graph *g, dml_node *a, dml_node *b, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_mse: out is NULL");
   DML_TRY(dml__check_node("mse", a, "a"));
   DML_TRY(dml__check_node("mse", b, "b"));
   if (!dml_tensor_same_shape(&a->value, &b->value)) {

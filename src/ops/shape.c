@@ -34,10 +34,13 @@ static void copy_backward(dml_graph *g, dml_node *n) {
   const float *dy = n->grad;
   float *dx = n->inputs[0]->grad;
   if (dml__grad_fresh(n, 0)) {
-    /* nothing else has written x's gradient: let it share ours (same elements, same order);
-     * any later contribution accumulates into this memory, which n no longer reads */
-    n->inputs[0]->grad = n->grad;
-    (void)len;
+    if (n->inputs[0]->consumers == 1) {
+      /* x feeds only this node, so no other gradient will ever land in x's buffer: let x
+       * share ours (same elements, same order) instead of copying */
+      n->inputs[0]->grad = n->grad;
+    } else if (len > 0) {
+      memcpy(dx, dy, (size_t)len * sizeof(float));
+    }
     return;
   }
 #pragma omp parallel for schedule(static) if (len > PAR_MIN)
@@ -56,6 +59,7 @@ static dml_status reshaped_view(dml_graph *g, const char *op, dml_node *x, int n
 
 dml_status dml_op_reshape(dml_graph *g, dml_node *x, int ndim, const int64_t *shape,
                           dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_reshape: out is NULL");
   DML_TRY(dml__check_node("reshape", x, "x"));
   if (ndim < 0 || ndim > DML_MAX_DIMS)
     return dml__error(DML_ERR_SHAPE, "reshape: target rank %d is outside 0..%d", ndim,
@@ -77,6 +81,8 @@ dml_status dml_op_reshape(dml_graph *g, dml_node *x, int ndim, const int64_t *sh
     } else if (shape[i] < 0) {
       return dml__error(DML_ERR_SHAPE, "reshape: target %s has a negative dimension", st);
     } else {
+      if (shape[i] > 0 && known > DML__MAX_NUMEL / shape[i])
+        return dml__error(DML_ERR_SHAPE, "reshape: target %s is too large", st);
       known *= shape[i];
     }
   }
@@ -96,6 +102,7 @@ dml_status dml_op_reshape(dml_graph *g, dml_node *x, int ndim, const int64_t *sh
 }
 
 dml_status dml_op_flatten(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_flatten: out is NULL");
   DML_TRY(dml__check_node("flatten", x, "x"));
   DML_TRY(dml__check_rank("flatten", x, 2, DML_MAX_DIMS));
   int64_t shape[2] = {x->value.shape[0], dims_product(&x->value, 1, x->value.ndim)};
@@ -138,6 +145,7 @@ static void concat_backward(dml_graph *g, dml_node *n) {
 }
 
 dml_status dml_op_concat(dml_graph *g, dml_node *const *xs, int n, int axis, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_concat: out is NULL");
   if (!xs || n < 1)
     return dml__error(DML_ERR_INVALID_ARGUMENT, "concat: needs at least one input (got %d)",
                       xs ? n : 0);
@@ -206,6 +214,7 @@ static void slice_backward(dml_graph *g, dml_node *n) {
 
 dml_status dml_op_slice(dml_graph *g, dml_node *x, int axis, int64_t start, int64_t length,
                         dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_slice: out is NULL");
   DML_TRY(dml__check_node("slice", x, "x"));
   DML_TRY(dml__check_rank("slice", x, 1, DML_MAX_DIMS));
   const int nd = x->value.ndim;

@@ -82,10 +82,12 @@ static dml_status softmax_op(dml_graph *g, const char *op, dml_node *x, int log_
 }
 
 dml_status dml_op_softmax(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_softmax: out is NULL");
   return softmax_op(g, "softmax", x, 0, out);
 }
 
 dml_status dml_op_log_softmax(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_log_softmax: out is NULL");
   return softmax_op(g, "log_softmax", x, 1, out);
 }
 
@@ -137,6 +139,7 @@ static void cross_entropy_backward(dml_graph *g, dml_node *node) {
 
 dml_status dml_op_cross_entropy(dml_graph *g, dml_node *logits, const int32_t *labels,
                                 float label_smoothing, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_op_cross_entropy: out is NULL");
   static const char *op = "cross_entropy";
   DML_TRY(dml__check_node(op, logits, "logits"));
   DML_TRY(dml__check_rank(op, logits, 2, 2));
