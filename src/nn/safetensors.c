@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,18 @@ dml_status dml__write_atomic(const char *path, dml__write_fn fn, void *ctx) {
   size_t len = strlen(path) + 32;
   char *tmp = malloc(len);
   if (!tmp) return dml__error(DML_ERR_NO_MEMORY, "out of memory");
-  snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
+  /* A unique temporary name (O_EXCL), so concurrent writers of one path never share it. */
+  snprintf(tmp, len, "%s.tmp.XXXXXX", path);
+  int tfd = mkstemp(tmp);
+  FILE *f = NULL;
+  if (tfd >= 0) {
+    (void)fchmod(tfd, 0644); /* mkstemp creates 0600; a checkpoint is an ordinary file */
+    f = fdopen(tfd, "wb");
+    if (!f) {
+      close(tfd);
+      unlink(tmp);
+    }
+  }
   if (!f) {
     dml_status st = dml__error(DML_ERR_IO, "cannot write '%s': creating '%s' failed: %s", path, tmp,
                                strerror(errno));

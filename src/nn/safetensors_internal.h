@@ -51,8 +51,8 @@ typedef struct dml__st_tensor {
 /* Writes n F32 tensors (in this order) with optional metadata pairs, atomically. */
 dml_status dml__st_write(const char *path, const dml__st_tensor *t, int n, const char *const *meta);
 
-/* Writes path through fn on a temporary file "<path>.tmp.<pid>" that is flushed, fsync'ed,
- * closed and renamed over path; on any failure the temporary file is removed and path is left
+/* Writes path through fn on a unique temporary file "<path>.tmp.XXXXXX" (mkstemp) that is
+ * flushed, fsync'ed, closed and renamed over path; on any failure the temporary file is removed and path is left
  * as it was. */
 typedef dml_status (*dml__write_fn)(FILE *f, const char *path, void *ctx);
 dml_status dml__write_atomic(const char *path, dml__write_fn fn, void *ctx);
