@@ -320,6 +320,10 @@ static dml_status parse_entry(dml__st_file *sf, const cJSON *item, dml__st_entry
   return DML_OK;
 }
 
+static int cmp_name(const void *a, const void *b) {
+  return strcmp((*(const dml__st_entry *const *)a)->name, (*(const dml__st_entry *const *)b)->name);
+}
+
 static int cmp_begin(const void *a, const void *b) {
   const dml__st_entry *x = *(const dml__st_entry *const *)a, *y = *(const dml__st_entry *const *)b;
   if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -367,15 +371,22 @@ static dml_status parse_header(dml__st_file *sf, const char *buf, int64_t len) {
       sf->meta = item;
       continue;
     }
-    if (dml__st_find(sf, item->string))
-      return dml__error(DML_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path,
-                        item->string);
     DML_TRY(parse_entry(sf, item, &sf->entries[sf->n]));
     sf->n++;
   }
   if (sf->n > 1) {
     const dml__st_entry **order = malloc((size_t)sf->n * sizeof *order);
     if (!order) return dml__error(DML_ERR_NO_MEMORY, "out of memory reading '%s'", path);
+    /* duplicate names: sort by name and compare neighbours (n log n, not n^2) */
+    for (int i = 0; i < sf->n; i++) order[i] = &sf->entries[i];
+    qsort(order, (size_t)sf->n, sizeof *order, cmp_name);
+    for (int i = 1; i < sf->n; i++)
+      if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+        dml_status st = dml__error(DML_ERR_FORMAT, "%s: tensor '%s' appears twice in the header",
+                                   path, order[i]->name);
+        free(order);
+        return st;
+      }
     for (int i = 0; i < sf->n; i++) order[i] = &sf->entries[i];
     qsort(order, (size_t)sf->n, sizeof *order, cmp_begin);
     dml_status st = DML_OK;
