@@ -22,6 +22,9 @@ static double sum_squares(const float *restrict x, int64_t n) {
   return s;
 }
 
+#define STACK_RUNS 256
+#define MAX_THREADS 256
+
 static void scale(float *restrict x, int64_t n, float c) {
   for (int64_t i = 0; i < n; i++) x[i] *= c;
 }
@@ -38,18 +41,19 @@ dml_status dml_clip_grad_norm(dml_param_store *params, float max_norm, float *to
       return dml__error(DML_ERR_STATE,
                         "parameter store is not finalized (parameter '%s' has no storage)",
                         dml_params_get(params, i)->name);
-  dml__param_run *runs = malloc((size_t)(count > 0 ? count : 1) * sizeof *runs);
+  /* No heap allocation for ordinary models (a training step should not allocate): the run
+   * list lives on the stack up to STACK_RUNS parameters, the per-thread sums always do. */
+  dml__param_run stack_runs[STACK_RUNS];
+  dml__param_run *runs =
+      count <= STACK_RUNS ? stack_runs : malloc((size_t)count * sizeof *runs);
   int nt = omp_get_max_threads();
-  double *partial = calloc((size_t)nt, sizeof *partial);
-  if (!runs || !partial) {
-    free(runs);
-    free(partial);
-    return dml__error(DML_ERR_NO_MEMORY, "dml_clip_grad_norm: out of memory");
-  }
+  if (nt > MAX_THREADS) nt = MAX_THREADS;
+  double partial[MAX_THREADS] = {0};
+  if (!runs) return dml__error(DML_ERR_NO_MEMORY, "dml_clip_grad_norm: out of memory");
   int64_t total;
   int n_runs = dml__param_runs(params, 0, runs, &total);
   float *grads = dml_params_grads(params);
-#pragma omp parallel if (total > DML__OPTIM_PAR_MIN)
+#pragma omp parallel num_threads(nt) if (total > DML__OPTIM_PAR_MIN)
   {
     double acc = 0.0;
     for (int r = 0; r < n_runs; r++) {
@@ -61,13 +65,12 @@ dml_status dml_clip_grad_norm(dml_param_store *params, float max_norm, float *to
   }
   double sum = 0.0;
   for (int t = 0; t < nt; t++) sum += partial[t];
-  free(partial);
   double norm = sqrt(sum);
   if (total_norm) *total_norm = (float)norm;
   if (!isfinite(norm)) {
     int64_t at = 0;
     int bad = dml__first_nonfinite_grad(params, runs, n_runs, total, &at);
-    free(runs);
+    if (runs != stack_runs) free(runs);
     if (bad >= 0)
       return dml__error(DML_ERR_NOT_FINITE,
                         "gradient of '%s' holds %g at element %lld, so its norm cannot be "
@@ -79,13 +82,13 @@ dml_status dml_clip_grad_norm(dml_param_store *params, float max_norm, float *to
   double coef = (double)max_norm / (norm + 1e-6);
   if (coef < 1.0) {
     const float c = (float)coef;
-#pragma omp parallel if (total > DML__OPTIM_PAR_MIN)
+#pragma omp parallel num_threads(nt) if (total > DML__OPTIM_PAR_MIN)
     for (int r = 0; r < n_runs; r++) {
       int64_t lo, hi;
       dml__thread_slice(runs[r].end - runs[r].begin, &lo, &hi);
       scale(grads + runs[r].begin + lo, hi - lo, c);
     }
   }
-  free(runs);
+  if (runs != stack_runs) free(runs);
   return DML_OK;
 }
