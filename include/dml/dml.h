@@ -8,6 +8,8 @@
 #include "dml/eval.h"
 #include "dml/graph.h"
 #include "dml/init.h"
+#include "dml/loss.h"
+#include "dml/miner.h"
 #include "dml/nn.h"
 #include "dml/ops.h"
 #include "dml/optim.h"

@@ -1,0 +1,189 @@
+/* The matrix every loss starts from, and its backward.
+ * Forward: m [b, r] between rows a_i (the batch) and columns c_j (the batch again, a reference
+ * set, the memory or proxies), optionally both L2-normalised (x / max(||x||, 1e-12)):
+ *   dot / cosine         m_ij = a_i . c_j                      (one sgemm)
+ *   squared Euclidean    m_ij = ||a_i||^2 + ||c_j||^2 - 2 a_i . c_j, clamped at 0
+ *   Euclidean            m_ij = sqrt(squared)
+ * The expansion cancels badly for close pairs, so a pair whose squared distance is below 1% of
+ * ||a||^2 + ||c||^2 is recomputed as sum_k (a_k - c_k)^2 in double: duplicates come out exactly 0.
+ * Backward, for G = A C^T and an upstream dm:
+ *   dot / cosine: dG = dm.   squared: e = dm.   Euclidean: e = dm / (2 m), 0 where m = 0 (the
+ *   subgradient of the norm at 0), then dG = -2 e and dA_i += 2 a_i sum_j e_ij,
+ *   dC_j += 2 c_j sum_i e_ij;   dA = dG C, dC = dG^T A (two sgemm).
+ * Through the normalisation: dx = (dx^ - x^ (x^ . dx^)) / ||x||; a zero row has no direction,
+ * so it gets no gradient (a constant), rather than the 1e12 that x / max(||x||, eps) implies. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "loss/loss_internal.h"
+
+#define NORM_EPS 1e-12
+
+/* out [n, d] = rows of x normalised; norms [n] = ||x_i|| (double accumulation). */
+static void normalise_rows(float *out, float *norms, const float *x, int64_t n, int64_t d) {
+#pragma omp parallel for schedule(static) if (n * d > 32768)
+  for (int64_t i = 0; i < n; i++) {
+    const float *p = x + i * d;
+    double s = 0.0;
+    for (int64_t k = 0; k < d; k++) s += (double)p[k] * p[k];
+    double nrm = sqrt(s);
+    norms[i] = (float)nrm;
+    const double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
+    float *q = out + i * d;
+    for (int64_t k = 0; k < d; k++) q[k] = (float)(p[k] * inv);
+  }
+}
+
+static void squared_norms(double *out, const float *x, int64_t n, int64_t d) {
+#pragma omp parallel for schedule(static) if (n * d > 32768)
+  for (int64_t i = 0; i < n; i++) {
+    const float *p = x + i * d;
+    double s = 0.0;
+    for (int64_t k = 0; k < d; k++) s += (double)p[k] * p[k];
+    out[i] = s;
+  }
+}
+
+dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, int64_t r,
+                                int64_t d, dml_distance dist, int normalize, float *m,
+                                float *emb_n, float *cols_n) {
+  const int self = cols == NULL;
+  if (self) r = b;
+  if (dist == DML_DIST_COSINE) normalize = 1;
+  float *own_a = NULL, *own_c = NULL, *nrm = NULL;
+  double *na = NULL, *nc = NULL;
+  const float *A = emb, *C = self ? emb : cols;
+  if (normalize) {
+    if (!emb_n) emb_n = own_a = dml_alloc_aligned(b * d * (int64_t)sizeof(float));
+    if (!self && !cols_n) cols_n = own_c = dml_alloc_aligned(r * d * (int64_t)sizeof(float));
+    nrm = dml_alloc_aligned((b > r ? b : r) * (int64_t)sizeof(float));
+    if (!emb_n || (!self && !cols_n) || !nrm) goto oom;
+    normalise_rows(emb_n, nrm, emb, b, d);
+    A = emb_n;
+    if (self) {
+      C = emb_n;
+      if (cols_n) memcpy(cols_n, emb_n, (size_t)(b * d) * sizeof(float));
+    } else {
+      normalise_rows(cols_n, nrm, cols, r, d);
+      C = cols_n;
+    }
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)r, (int)d, 1.0f, A, (int)d,
+              C, (int)d, 0.0f, m, (int)r);
+  if (dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN) {
+    na = malloc((size_t)b * sizeof(double));
+    nc = self ? na : malloc((size_t)r * sizeof(double));
+    if (!na || !nc) goto oom;
+    squared_norms(na, A, b, d);
+    if (!self) squared_norms(nc, C, r, d);
+    const int root = dist == DML_DIST_EUCLIDEAN;
+#pragma omp parallel for schedule(static) if (b * r > 16384)
+    for (int64_t i = 0; i < b; i++) {
+      float *row = m + i * r;
+      for (int64_t j = 0; j < r; j++) {
+        double s2 = na[i] + nc[j] - 2.0 * row[j];
+        if (s2 < 0.01 * (na[i] + nc[j])) {
+          const float *p = A + i * d, *q = C + j * d;
+          double e = 0.0;
+          for (int64_t k = 0; k < d; k++) {
+            double t = (double)p[k] - q[k];
+            e += t * t;
+          }
+          s2 = e;
+        }
+        if (s2 < 0.0) s2 = 0.0;
+        row[j] = (float)(root ? sqrt(s2) : s2);
+      }
+    }
+  }
+  dml_free_aligned(own_a);
+  dml_free_aligned(own_c);
+  dml_free_aligned(nrm);
+  free(na);
+  if (nc != na) free(nc);
+  return DML_OK;
+oom:
+  dml_free_aligned(own_a);
+  dml_free_aligned(own_c);
+  dml_free_aligned(nrm);
+  free(na);
+  if (nc != na) free(nc);
+  return dml__error(DML_ERR_NO_MEMORY, "out of memory for a %lld x %lld distance matrix",
+                    (long long)b, (long long)r);
+}
+
+dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t r, int64_t d,
+                                  dml_distance dist, const float *A, const float *C,
+                                  int64_t c_rows, float *dA, float *dC) {
+  if (dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN) {
+    double *rows = calloc((size_t)b, sizeof(double));
+    double *colsum = calloc((size_t)(c_rows > 0 ? c_rows : 1), sizeof(double));
+    if (!rows || !colsum) {
+      free(rows);
+      free(colsum);
+      return dml__error(DML_ERR_NO_MEMORY, "out of memory in the distance backward");
+    }
+    const int root = dist == DML_DIST_EUCLIDEAN;
+#pragma omp parallel for schedule(static) if (b * r > 16384)
+    for (int64_t i = 0; i < b; i++) {
+      float *g = dm + i * r;
+      const float *mi = m + i * r;
+      double s = 0.0;
+      for (int64_t j = 0; j < r; j++) {
+        float e = g[j];
+        if (root) e = mi[j] > 0.0f ? e / (2.0f * mi[j]) : 0.0f;
+        s += e;
+        g[j] = -2.0f * e; /* dG */
+      }
+      rows[i] = s;
+    }
+    /* column sums of e = -dG / 2 over the columns that receive a gradient, in row order */
+    for (int64_t i = 0; i < b; i++)
+      for (int64_t j = 0; j < c_rows; j++) colsum[j] -= 0.5 * dm[i * r + j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, 1.0f, dm,
+                (int)r, C, (int)d, 0.0f, dA, (int)d);
+    for (int64_t i = 0; i < b; i++) {
+      const float w = (float)(2.0 * rows[i]);
+      for (int64_t k = 0; k < d; k++) dA[i * d + k] += w * A[i * d + k];
+    }
+    if (c_rows > 0 && dC) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, 1.0f, dm,
+                  (int)r, A, (int)d, 0.0f, dC, (int)d);
+      for (int64_t j = 0; j < c_rows; j++) {
+        const float w = (float)(2.0 * colsum[j]);
+        for (int64_t k = 0; k < d; k++) dC[j * d + k] += w * C[j * d + k];
+      }
+    }
+    free(rows);
+    free(colsum);
+    return DML_OK;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, 1.0f, dm,
+              (int)r, C, (int)d, 0.0f, dA, (int)d);
+  if (c_rows > 0 && dC)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, 1.0f, dm,
+                (int)r, A, (int)d, 0.0f, dC, (int)d);
+  return DML_OK;
+}
+
+void dml__normalise_backward(float *dx, const float *xn, const float *raw, int64_t n,
+                             int64_t d) {
+#pragma omp parallel for schedule(static) if (n * d > 32768)
+  for (int64_t i = 0; i < n; i++) {
+    const float *p = raw + i * d, *u = xn + i * d;
+    float *g = dx + i * d;
+    double s = 0.0, dot = 0.0;
+    for (int64_t k = 0; k < d; k++) {
+      s += (double)p[k] * p[k];
+      dot += (double)u[k] * g[k];
+    }
+    const double nrm = sqrt(s);
+    if (nrm <= NORM_EPS) {
+      for (int64_t k = 0; k < d; k++) g[k] = 0.0f;
+      continue;
+    }
+    const double inv = 1.0 / nrm;
+    for (int64_t k = 0; k < d; k++) g[k] = (float)((g[k] - u[k] * dot) * inv);
+  }
+}
