@@ -15,6 +15,7 @@
 #include "dml/optim.h"
 #include "dml/params.h"
 #include "dml/rng.h"
+#include "dml/sampler.h"
 #include "dml/status.h"
 #include "dml/tensor.h"
 #include "dml/threads.h"
