@@ -10,6 +10,7 @@ typedef struct dml_cli_command {
 } dml_cli_command;
 
 int dml_cli_demo(int argc, char **argv);
+int dml_cli_loss(int argc, char **argv);
 int dml_cli_model(int argc, char **argv);
 int dml_cli_version(int argc, char **argv);
 

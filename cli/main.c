@@ -7,6 +7,7 @@
 
 static const dml_cli_command commands[] = {
     {"demo", "train the reference CNN on Fashion-MNIST and report retrieval", dml_cli_demo},
+    {"loss", "list the losses and miners, or check a loss spec", dml_cli_loss},
     {"model", "check a model text file and print its layer table", dml_cli_model},
     {"version", "print the version", dml_cli_version},
 };

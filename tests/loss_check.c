@@ -239,9 +239,9 @@ dml_status loss_check_finite(const char *spec, const dml_loss_config *cfg, const
     int bad = !isfinite(v);
     for (int64_t k = 0; k < b * d; k++) bad |= !isfinite(grad[k]);
     dml_param_store *ps = dml_loss_params(l);
-    if (ps) {
-      const float *pg = dml_params_grads(ps);
-      for (int64_t k = 0; k < dml_params_numel(ps); k++) bad |= !isfinite(pg[k]);
+    for (int p = 0; ps && p < dml_params_count(ps); p++) {
+      const dml_param *q = dml_params_get(ps, p);
+      for (int64_t k = 0; k < q->numel; k++) bad |= !isfinite(q->grad[k]);
     }
     if (bad) {
       fprintf(stderr, "  %s: non-finite loss (%g) or gradient\n", spec, v);

@@ -2,7 +2,7 @@
 """Regenerates the reference fixtures under tests/fixtures/ from PyTorch.
 
 Usage: python3 tools/gen_fixtures.py [module ...]
-Each module in tools/fixtures/ (other than common.py) defines FILE (the fixture's name under
+Each module in tools/fixtures/ (other than the helpers *common.py) defines FILE (the fixture's name under
 tests/fixtures/) and cases(), returning the list of cases. Needs Debian's python3-torch; values
 are computed in float64 and written with enough digits to round-trip float32.
 """
@@ -20,7 +20,7 @@ OUT = os.path.join(HERE, "..", "tests", "fixtures")
 def main(argv):
     import fixtures  # noqa: F401  (the package in tools/fixtures)
     names = [m.name for m in pkgutil.iter_modules([os.path.join(HERE, "fixtures")])
-             if m.name != "common"]
+             if not m.name.endswith("common")]
     if argv:
         names = [n for n in names if n in argv]
     os.makedirs(OUT, exist_ok=True)

@@ -306,6 +306,17 @@ void dml_loss_memory_clear(dml_loss *l) {
   for (int i = 0; l && i < l->n_terms; i++) l->terms[i].memory_len = l->terms[i].memory_head = 0;
 }
 
+/* Floats spanned by the store's blocks: parameters start on 16-float boundaries, so this is
+ * more than dml_params_numel; gradient scratch laid out like the store needs this many. */
+static int64_t store_span(dml_param_store *s) {
+  int64_t n = 0;
+  for (int p = 0; p < dml_params_count(s); p++) {
+    const dml_param *q = dml_params_get(s, p);
+    if (q->offset + q->numel > n) n = q->offset + q->numel;
+  }
+  return n;
+}
+
 /* ---- the pipeline ---- */
 
 static dml_status check_inputs(const dml_loss *l, const float *emb, const int32_t *labels,
@@ -531,7 +542,7 @@ static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels,
   }
   DML_TRY(ws_reserve(l, bytes));
   memset(grad, 0, (size_t)(b * d) * sizeof(float));
-  const int64_t np = dml_params_numel(l->store);
+  const int64_t np = store_span(l->store);
   if (np) memset(pgrad, 0, (size_t)np * sizeof(float));
   double total = 0.0;
   for (int i = 0; i < l->n_terms; i++) {
@@ -550,7 +561,7 @@ dml_status dml_loss_compute(dml_loss *l, const float *emb, const int32_t *labels
   if (!loss) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_loss_compute: loss is NULL");
   if (!l) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_loss_compute: loss object is NULL");
   DML_TRY(check_inputs(l, emb, labels, b, d, ref));
-  const int64_t np = dml_params_numel(l->store);
+  const int64_t np = store_span(l->store);
   float *grad = grad_emb ? grad_emb : malloc((size_t)(b * d) * sizeof(float));
   float *pgrad = np ? malloc((size_t)np * sizeof(float)) : NULL;
   if (!grad || (np && !pgrad)) {
@@ -615,7 +626,7 @@ dml_status dml_loss_node(dml_loss *l, dml_graph *g, dml_node *emb, const int32_t
   dml_node *y;
   DML_TRY(dml__node_new(g, "metric_loss", 0, NULL, inputs, 1 + n_params, &y));
   node_saved *sv = dml__graph_alloc(g, (int64_t)sizeof *sv);
-  const int64_t np = dml_params_numel(l->store);
+  const int64_t np = store_span(l->store);
   float *grad = dml__graph_alloc(g, b * d * (int64_t)sizeof(float));
   float *pgrad = np ? dml__graph_alloc(g, np * (int64_t)sizeof(float)) : NULL;
   if (!sv || !grad || (np && !pgrad))
