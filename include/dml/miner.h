@@ -36,7 +36,8 @@ typedef struct dml_mined {
   int32_t *anchor, *positive, *negative;
 } dml_mined;
 
-/* seed drives random miners (distance-weighted sampling) together with the step. */
+/* seed drives random miners (distance-weighted sampling) together with the step, which starts
+ * at 0 and advances by one after each dml_miner_mine (set it with dml_miner_set_step). */
 dml_status dml_miner_new(const char *spec, uint64_t seed, dml_miner **out);
 void dml_miner_free(dml_miner *m); /* NULL is a no-op */
 const char *dml_miner_spec(const dml_miner *m); /* every parameter spelled out */

@@ -198,6 +198,13 @@ static dml_status parse_term(dml_loss *l, int index, char *text, const dml_loss_
                         def->name);
     t->miner = &l->miners[index];
     DML_TRY(dml__miner_make(miner_name, kv, n_kv, "miner.", used, t->seed, t->miner));
+    /* its density is that of distances between points on the unit sphere */
+    if (!strcmp(t->miner->def->name, "distance_weighted") &&
+        (t->distance != DML_DIST_EUCLIDEAN || !t->normalize))
+      return dml__error(DML_ERR_INVALID_ARGUMENT,
+                        "%s: miner=distance_weighted needs distance=euclidean normalize=1 "
+                        "(its sampling density is that of points on the unit sphere)",
+                        def->name);
   }
   for (int i = 0; i < n_kv; i++)
     if (!used[i]) return unknown_key_error(t, kv[i].key);
@@ -668,10 +675,10 @@ const char *dml_loss_catalogue(void) {
     double dflt[DML__MAX_OPTS];
     for (int k = 0; k < def->n_opts; k++) dflt[k] = def->opts[k].dflt;
     dml__opts_format(opts, sizeof opts, def->opts, def->n_opts, dflt);
-    len += (size_t)snprintf(text + len, sizeof text - len, "%s distance=%s%s  -- %s\n", opts,
-                            dist_names[def->distance],
-                            def->miner && def->miner[0] ? " (default miner set)" : "",
-                            def->summary);
+    len += (size_t)snprintf(text + len, sizeof text - len, "%s distance=%s%s%s  -- %s\n",
+                            opts, dist_names[def->distance],
+                            def->miner && def->miner[0] ? " miner=" : "",
+                            def->miner && def->miner[0] ? def->miner : "", def->summary);
   }
   len += (size_t)snprintf(text + len, sizeof text - len, "miners (miner=NAME miner.<option>=V):\n");
   for (const dml__miner_def *const *m = dml__miner_defs; *m && len + 1 < sizeof text; m++) {
