@@ -23,7 +23,6 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 M32 = 0xFFFFFFFF
-COMMON = ("distance", "normalize", "reduction", "miner", "memory")
 
 
 def fill(n, salt):
@@ -61,10 +60,28 @@ def parse_spec(spec):
     for w in words[1:]:
         k, v = w.split("=", 1)
         try:
-            opts[k] = float(v)
+            x = float(v)
+            opts[k] = int(x) if x.is_integer() else x
         except ValueError:
             opts[k] = v
     return name, opts
+
+
+def miner_kwargs(name, opts):
+    """Removes miner= and miner.* from opts and returns the keyword arguments with which the
+    PyTorch reference applies the same miner: the triplet reference takes a band (_band) or
+    batch-hard selection (_batch_hard); the multi-similarity reference mines by default."""
+    miner = opts.pop("miner", None)
+    mopts = {k[len("miner."):]: opts.pop(k) for k in list(opts) if k.startswith("miner.")}
+    if miner in (None, "all"):
+        return {"miner": "all"} if name == "multi_similarity" else {}
+    if name == "triplet" and miner == "semihard":
+        return {"_band": (0.0, mopts.get("margin", 0.2))}
+    if name == "triplet" and miner == "batch_hard":
+        return {"_batch_hard": True}
+    if name == "multi_similarity" and miner == "multi_similarity":
+        return {"miner": "multi_similarity", "epsilon": mopts.get("epsilon", 0.1)}
+    raise ValueError(f"no PyTorch form of {name} with miner={miner}")
 
 
 def call_kwargs(fn, opts):
@@ -101,7 +118,9 @@ def main():
         emb0, labels = batches[b]
         params = {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"])
                   .requires_grad_(True) for k, v in r["params"].items()}
+        mkw = miner_kwargs(name, opts)
         kw = call_kwargs(fn, {k: v for k, v in opts.items() if k != "memory"})
+        kw.update(mkw)
         ref = None
         if opts.get("memory", 0):
             # cross-batch memory: the batch against itself and a full memory of past batches
