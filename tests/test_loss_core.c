@@ -101,13 +101,12 @@ TEST(distance_backward_matches_finite_differences) {
                                        nrm ? an : NULL, nrm ? cn : NULL));
         memcpy(dm, wt, sizeof(float) * (size_t)(B * r));
         const float *A = nrm ? an : a, *C = nrm ? cn : (self ? a : c);
-        ASSERT_OK(dml__distance_backward(dm, m, B, r, D, (dml_distance)dist, A, C, r, dA, dC));
+        ASSERT_OK(dml__distance_backward(dm, m, B, r, D, (dml_distance)dist, A, C, r, self, dA,
+                                         self ? NULL : dC));
         if (nrm) {
           dml__normalise_backward(dA, an, a, B, D);
-          dml__normalise_backward(dC, cn, self ? a : c, r, D);
+          if (!self) dml__normalise_backward(dC, cn, c, r, D);
         }
-        if (self)
-          for (int k = 0; k < B * D; k++) dA[k] += dC[k];
         float x[B * D];
         memcpy(x, a, sizeof x);
         for (int k = 0; k < B * D; k++) {

@@ -84,10 +84,12 @@ void dml_tensor_shape_str(const dml_tensor *t, char *buf, int buf_size) {
 dml_status dml_tensor_check_finite(const dml_tensor *t, const char *what) {
   if (!t) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_tensor_check_finite: tensor is NULL");
   int64_t n = dml_tensor_numel(t);
-  int64_t bad = -1;
-#pragma omp parallel for reduction(max : bad) if (n > 65536)
-  for (int64_t i = 0; i < n; i++)
-    if (!isfinite(t->data[i]) && i > bad) bad = i;
+  /* x * 0 is 0 for finite x and NaN for NaN or Inf, so one vectorised sum tells */
+  float probe = 0.0f;
+  const float *x = t->data;
+#pragma omp parallel for simd reduction(+ : probe) if (n > 262144)
+  for (int64_t i = 0; i < n; i++) probe += x[i] * 0.0f;
+  int64_t bad = probe == 0.0f ? -1 : 0;
   if (bad >= 0) {
     /* report the first offending element */
     for (int64_t i = 0; i < n; i++)

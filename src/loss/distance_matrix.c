@@ -9,7 +9,9 @@
  * Backward, for G = A C^T and an upstream dm:
  *   dot / cosine: dG = dm.   squared: e = dm.   Euclidean: e = dm / (2 m), 0 where m = 0 (the
  *   subgradient of the norm at 0), then dG = -2 e and dA_i += 2 a_i sum_j e_ij,
- *   dC_j += 2 c_j sum_i e_ij;   dA = dG C, dC = dG^T A (two sgemm).
+ *   dC_j += 2 c_j sum_i e_ij;   dA = dG C, dC = dG^T A (two sgemm). When the columns are the
+ *   batch itself, both ends of a pair are rows of A, so the block is symmetrised (e + e^T) and
+ *   one sgemm gives the whole gradient.
  * Through the normalisation: dx = (dx^ - x^ (x^ . dx^)) / ||x||; a zero row has no direction,
  * so it gets no gradient (a constant), rather than the 1e12 that x / max(||x||, eps) implies. */
 #include <cblas.h>
@@ -20,18 +22,20 @@
 
 #define NORM_EPS 1e-12
 
-/* out [n, d] = rows of x normalised; norms [n] = ||x_i|| (double accumulation). */
+/* out [n, d] = rows of x normalised; norms [n] = ||x_i||. */
 static void normalise_rows(float *out, float *norms, const float *x, int64_t n, int64_t d) {
 #pragma omp parallel for schedule(static) if (n * d > 32768)
   for (int64_t i = 0; i < n; i++) {
     const float *p = x + i * d;
     double s = 0.0;
+#pragma omp simd reduction(+ : s)
     for (int64_t k = 0; k < d; k++) s += (double)p[k] * p[k];
-    double nrm = sqrt(s);
+    const double nrm = sqrt(s);
     norms[i] = (float)nrm;
-    const double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
+    const float inv = (float)(1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS));
     float *q = out + i * d;
-    for (int64_t k = 0; k < d; k++) q[k] = (float)(p[k] * inv);
+#pragma omp simd
+    for (int64_t k = 0; k < d; k++) q[k] = p[k] * inv;
   }
 }
 
@@ -40,6 +44,7 @@ static void squared_norms(double *out, const float *x, int64_t n, int64_t d) {
   for (int64_t i = 0; i < n; i++) {
     const float *p = x + i * d;
     double s = 0.0;
+#pragma omp simd reduction(+ : s)
     for (int64_t k = 0; k < d; k++) s += (double)p[k] * p[k];
     out[i] = s;
   }
@@ -81,19 +86,29 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
 #pragma omp parallel for schedule(static) if (b * r > 16384)
     for (int64_t i = 0; i < b; i++) {
       float *row = m + i * r;
+      const double ni = na[i];
+      /* vectorised expansion; the few close pairs are redone directly below */
+      int close = 0;
+#pragma omp simd reduction(| : close)
       for (int64_t j = 0; j < r; j++) {
-        double s2 = na[i] + nc[j] - 2.0 * row[j];
-        if (s2 < 0.01 * (na[i] + nc[j])) {
+        const double s2 = ni + nc[j] - 2.0 * row[j];
+        close |= s2 < 0.01 * (ni + nc[j]);
+        row[j] = (float)(s2 > 0.0 ? s2 : 0.0);
+      }
+      if (close)
+        for (int64_t j = 0; j < r; j++) {
+          if (!((double)row[j] < 0.01 * (ni + nc[j]))) continue;
           const float *p = A + i * d, *q = C + j * d;
           double e = 0.0;
           for (int64_t k = 0; k < d; k++) {
-            double t = (double)p[k] - q[k];
+            const double t = (double)p[k] - q[k];
             e += t * t;
           }
-          s2 = e;
+          row[j] = (float)e;
         }
-        if (s2 < 0.0) s2 = 0.0;
-        row[j] = (float)(root ? sqrt(s2) : s2);
+      if (root) {
+#pragma omp simd
+        for (int64_t j = 0; j < r; j++) row[j] = sqrtf(row[j]);
       }
     }
   }
@@ -113,57 +128,103 @@ oom:
                     (long long)b, (long long)r);
 }
 
+/* In place: the leading n x n block of g [., ld] becomes g + g^T. Tiles of T x T: the
+ * transposed tile is gathered into a local buffer so both tiles are read and written row by
+ * row. */
+static void symmetrise(float *g, int64_t n, int64_t ld) {
+  enum { T = 32 };
+  const int64_t nt = (n + T - 1) / T;
+#pragma omp parallel for schedule(dynamic, 4) if (n * n > 65536)
+  for (int64_t p = 0; p < nt * nt; p++) {
+    const int64_t ti = p / nt, tj = p % nt;
+    if (tj < ti) continue;
+    const int64_t i0 = ti * T, j0 = tj * T;
+    const int64_t ni = n - i0 < T ? n - i0 : T, nj = n - j0 < T ? n - j0 : T;
+    float t[T][T]; /* t[i][j] = g[j0 + j][i0 + i] */
+    for (int64_t j = 0; j < nj; j++) {
+      const float *src = g + (j0 + j) * ld + i0;
+      for (int64_t i = 0; i < ni; i++) t[i][j] = src[i];
+    }
+    for (int64_t i = 0; i < ni; i++) {
+      float *row = g + (i0 + i) * ld + j0;
+#pragma omp simd
+      for (int64_t j = 0; j < nj; j++) t[i][j] = row[j] = row[j] + t[i][j];
+    }
+    if (ti == tj) continue; /* the diagonal tile is its own transpose: done */
+    for (int64_t j = 0; j < nj; j++) {
+      float *dst = g + (j0 + j) * ld + i0;
+      for (int64_t i = 0; i < ni; i++) dst[i] = t[i][j];
+    }
+  }
+}
+
 dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t r, int64_t d,
                                   dml_distance dist, const float *A, const float *C,
-                                  int64_t c_rows, float *dA, float *dC) {
-  if (dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN) {
-    double *rows = calloc((size_t)b, sizeof(double));
-    double *colsum = calloc((size_t)(c_rows > 0 ? c_rows : 1), sizeof(double));
-    if (!rows || !colsum) {
-      free(rows);
-      free(colsum);
-      return dml__error(DML_ERR_NO_MEMORY, "out of memory in the distance backward");
-    }
-    const int root = dist == DML_DIST_EUCLIDEAN;
+                                  int64_t c_rows, int self, float *dA, float *dC) {
+  const int euclid = dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN;
+  /* e = dloss / d(squared distance) for distances, dloss / dG for similarities */
+  if (dist == DML_DIST_EUCLIDEAN) {
 #pragma omp parallel for schedule(static) if (b * r > 16384)
     for (int64_t i = 0; i < b; i++) {
       float *g = dm + i * r;
       const float *mi = m + i * r;
+#pragma omp simd
+      for (int64_t j = 0; j < r; j++) g[j] = mi[j] > 0.0f ? g[j] / (2.0f * mi[j]) : 0.0f;
+    }
+  }
+  /* With self columns, C's first c_rows rows are A: both sides of those pairs go to dA at once
+   * through the symmetrised block, and dC is not needed. */
+  if (self && c_rows > 0) symmetrise(dm, c_rows, r);
+  const int need_dc = !self && c_rows > 0 && dC;
+  double *rows = NULL, *colsum = NULL;
+  if (euclid) {
+    rows = malloc((size_t)b * sizeof(double));
+    colsum = need_dc ? calloc((size_t)c_rows, sizeof(double)) : NULL;
+    if (!rows || (need_dc && !colsum)) {
+      free(rows);
+      free(colsum);
+      return dml__error(DML_ERR_NO_MEMORY, "out of memory in the distance backward");
+    }
+#pragma omp parallel for schedule(static) if (b * r > 16384)
+    for (int64_t i = 0; i < b; i++) {
+      const float *g = dm + i * r;
       double s = 0.0;
-      for (int64_t j = 0; j < r; j++) {
-        float e = g[j];
-        if (root) e = mi[j] > 0.0f ? e / (2.0f * mi[j]) : 0.0f;
-        s += e;
-        g[j] = -2.0f * e; /* dG */
-      }
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < r; j++) s += g[j];
       rows[i] = s;
     }
-    /* column sums of e = -dG / 2 over the columns that receive a gradient, in row order */
-    for (int64_t i = 0; i < b; i++)
-      for (int64_t j = 0; j < c_rows; j++) colsum[j] -= 0.5 * dm[i * r + j];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, 1.0f, dm,
-                (int)r, C, (int)d, 0.0f, dA, (int)d);
+    if (need_dc) {
+      /* column sums in row order, each thread owning a range of columns */
+#pragma omp parallel for schedule(static) if (b * c_rows > 65536)
+      for (int64_t j0 = 0; j0 < c_rows; j0 += 256) {
+        const int64_t j1 = j0 + 256 < c_rows ? j0 + 256 : c_rows;
+        for (int64_t i = 0; i < b; i++)
+          for (int64_t j = j0; j < j1; j++) colsum[j] += dm[i * r + j];
+      }
+    }
+  }
+  /* squared distance = |a|^2 + |c|^2 - 2 a.c: the product part carries a factor -2 */
+  const float alpha = euclid ? -2.0f : 1.0f;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, alpha, dm,
+              (int)r, C, (int)d, 0.0f, dA, (int)d);
+  if (euclid)
+#pragma omp parallel for schedule(static) if (b * d > 32768)
     for (int64_t i = 0; i < b; i++) {
       const float w = (float)(2.0 * rows[i]);
+#pragma omp simd
       for (int64_t k = 0; k < d; k++) dA[i * d + k] += w * A[i * d + k];
     }
-    if (c_rows > 0 && dC) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, 1.0f, dm,
-                  (int)r, A, (int)d, 0.0f, dC, (int)d);
+  if (need_dc) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, alpha, dm,
+                (int)r, A, (int)d, 0.0f, dC, (int)d);
+    if (euclid)
       for (int64_t j = 0; j < c_rows; j++) {
         const float w = (float)(2.0 * colsum[j]);
         for (int64_t k = 0; k < d; k++) dC[j * d + k] += w * C[j * d + k];
       }
-    }
-    free(rows);
-    free(colsum);
-    return DML_OK;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, 1.0f, dm,
-              (int)r, C, (int)d, 0.0f, dA, (int)d);
-  if (c_rows > 0 && dC)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, 1.0f, dm,
-                (int)r, A, (int)d, 0.0f, dC, (int)d);
+  free(rows);
+  free(colsum);
   return DML_OK;
 }
 
@@ -174,6 +235,7 @@ void dml__normalise_backward(float *dx, const float *xn, const float *raw, int64
     const float *p = raw + i * d, *u = xn + i * d;
     float *g = dx + i * d;
     double s = 0.0, dot = 0.0;
+#pragma omp simd reduction(+ : s, dot)
     for (int64_t k = 0; k < d; k++) {
       s += (double)p[k] * p[k];
       dot += (double)u[k] * g[k];
@@ -183,7 +245,8 @@ void dml__normalise_backward(float *dx, const float *xn, const float *raw, int64
       for (int64_t k = 0; k < d; k++) g[k] = 0.0f;
       continue;
     }
-    const double inv = 1.0 / nrm;
-    for (int64_t k = 0; k < d; k++) g[k] = (float)((g[k] - u[k] * dot) * inv);
+    const float inv = (float)(1.0 / nrm), fdot = (float)dot;
+#pragma omp simd
+    for (int64_t k = 0; k < d; k++) g[k] = (g[k] - u[k] * fdot) * inv;
   }
 }

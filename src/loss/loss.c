@@ -512,15 +512,13 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
   }
   /* columns that receive a gradient: the batch's own (self) columns, or the proxies */
   const int64_t c_rows = proxy ? r : self_cols;
-  DML_TRY(dml__distance_backward(dm, m, b, r, d, t->distance, A, C, c_rows, dA,
-                                 c_rows ? dC : NULL));
+  DML_TRY(dml__distance_backward(dm, m, b, r, d, t->distance, A, C, c_rows, !proxy, dA,
+                                 proxy ? dC : NULL));
   if (t->normalize) {
     dml__normalise_backward(dA, an, emb, b, d);
-    if (c_rows) dml__normalise_backward(dC, cn, proxy ? cols : emb, c_rows, d);
+    if (proxy) dml__normalise_backward(dC, cn, cols, c_rows, d);
   }
   for (int64_t k = 0; k < b * d; k++) grad[k] += dA[k];
-  if (c_rows && !proxy)
-    for (int64_t k = 0; k < b * d; k++) grad[k] += dC[k];
   if (proxy) {
     float *dst = pgrad + dml__loss_param(t, 0)->offset;
     for (int64_t k = 0; k < r * d; k++) dst[k] += dC[k];
@@ -528,11 +526,11 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
   return DML_OK;
 }
 
-/* The whole sum: *loss, grad [b, d] (overwritten), pgrad (store numel, overwritten). */
+/* The whole sum on checked inputs: *loss, grad [b, d] (overwritten), pgrad (store span,
+ * overwritten). */
 static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels, int64_t b,
                            int64_t d, const dml_loss_ref *ref, double *loss, float *grad,
                            float *pgrad) {
-  DML_TRY(check_inputs(l, emb, labels, b, d, ref));
   int64_t bytes = 0;
   for (int i = 0; i < l->n_terms; i++) {
     dml__loss_term *t = &l->terms[i];
@@ -623,6 +621,7 @@ dml_status dml_loss_node(dml_loss *l, dml_graph *g, dml_node *emb, const int32_t
     return dml__error(DML_ERR_SHAPE, "dml_loss_node: embeddings must be [b, d], got %s", s);
   }
   const int64_t b = emb->value.shape[0], d = emb->value.shape[1];
+  DML_TRY(check_inputs(l, emb->value.data, labels, b, d, ref));
   const int n_params = dml_params_count(l->store);
   if (n_params > DML__MAX_PARAMS * MAX_TERMS)
     return dml__error(DML_ERR_INTERNAL, "too many loss parameters");

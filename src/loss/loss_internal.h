@@ -152,12 +152,14 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
                                 int64_t d, dml_distance dist, int normalize, float *m,
                                 float *emb_n, float *cols_n);
 /* Backward of that matrix: dm [b, r] (consumed: overwritten with scratch values) to dA [b, d]
- * (overwritten) for the rows A and dC [c_rows, d] (overwritten; may be NULL) for the first
- * c_rows columns C. A and C are the rows the forward multiplied (normalised when it
- * normalised); m is the forward's result. */
+ * (overwritten) for the rows A, and to the first c_rows columns of C. A and C are the rows the
+ * forward multiplied (normalised when it normalised); m is the forward's result. With self,
+ * the first c_rows columns are the rows themselves (C[j] = A[j]) and dA receives the gradient
+ * of both ends of every pair (dC unused); otherwise dC [c_rows, d] (overwritten; may be NULL)
+ * receives the columns' gradient. */
 dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t r, int64_t d,
                                   dml_distance dist, const float *A, const float *C,
-                                  int64_t c_rows, float *dA, float *dC);
+                                  int64_t c_rows, int self, float *dA, float *dC);
 /* In place: dx [n, d] from d(normalised x) to d(raw x); xn the normalised rows, raw the raw
  * rows. Zero rows get a zero gradient. */
 void dml__normalise_backward(float *dx, const float *xn, const float *raw, int64_t n,
