@@ -386,6 +386,7 @@ static int64_t term_bytes(const dml__loss_term *t, int64_t b, int64_t d, int64_t
                                                       dA, dC */
   bytes += r * d * f + r * 4 + 4 * 64;
   if (t->miner) bytes += 3 * b * r * (int64_t)sizeof(int32_t);
+  if (t->def->select_rows) bytes += b * (8 + 4) + 2 * b * d * (int64_t)sizeof(float);
   return bytes + 16 * 64;
 }
 
@@ -406,6 +407,27 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
                            double *total, float *grad, float *pgrad) {
   const int proxy = t->def->kind == DML__KIND_PROXY;
   const int64_t f = (int64_t)sizeof(float);
+  /* a loss that reads few rows runs on that sub-batch */
+  const int64_t *sel = NULL;
+  if (!proxy && t->def->select_rows) {
+    int64_t *rows = ws_take(l, b * 8);
+    if (!rows) return dml__error(DML_ERR_INTERNAL, "loss workspace too small");
+    const int64_t n = t->def->select_rows(t, labels, b, ref != NULL, rows);
+    if (n == 0) return DML_OK; /* nothing to compare: loss 0, gradient 0 */
+    if (n < b) {
+      float *se = ws_take(l, n * d * f);
+      int32_t *sl = ws_take(l, n * 4);
+      if (!se || !sl) return dml__error(DML_ERR_INTERNAL, "loss workspace too small");
+      for (int64_t i = 0; i < n; i++) {
+        memcpy(se + i * d, emb + rows[i] * d, (size_t)d * sizeof(float));
+        sl[i] = labels[rows[i]];
+      }
+      emb = se;
+      labels = sl;
+      b = n;
+      sel = rows;
+    }
+  }
   int64_t base = 0, self_cols = 0, r;
   const float *cols;       /* NULL: the batch itself */
   const int32_t *col_lab;
@@ -518,7 +540,12 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
     dml__normalise_backward(dA, an, emb, b, d);
     if (proxy) dml__normalise_backward(dC, cn, cols, c_rows, d);
   }
-  for (int64_t k = 0; k < b * d; k++) grad[k] += dA[k];
+  if (sel) {
+    for (int64_t i = 0; i < b; i++)
+      for (int64_t k = 0; k < d; k++) grad[sel[i] * d + k] += dA[i * d + k];
+  } else {
+    for (int64_t k = 0; k < b * d; k++) grad[k] += dA[k];
+  }
   if (proxy) {
     float *dst = pgrad + dml__loss_param(t, 0)->offset;
     for (int64_t k = 0; k < r * d; k++) dst[k] += dC[k];

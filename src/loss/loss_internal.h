@@ -98,6 +98,12 @@ typedef struct dml__loss_def {
   dml_status (*forward)(dml__loss_term *t, const dml__loss_args *a, double *loss);
   /* Optional: free t->state. */
   void (*release)(dml__loss_term *t);
+  /* Optional (pair kind): for a loss that reads only a few batch rows (N-pair: two examples of
+   * each label), their indices in increasing order into rows [b]; returns how many. The core
+   * then runs on that sub-batch (its own columns, the reference set or the memory) and
+   * scatters the gradient back, so the GEMMs are that small. */
+  int64_t (*select_rows)(const dml__loss_term *t, const int32_t *labels, int64_t b,
+                         int has_ref, int64_t *rows);
 } dml__loss_def;
 
 typedef struct dml__miner dml__miner;

@@ -570,33 +570,63 @@ static const dml__loss_def ms_def = {
     "Wang et al. 2019: (1/alpha) log(1+sum_P e^{-alpha(s-base)}) + (1/beta) log(1+sum_N "
     "e^{beta(s-base)}) on multi-similarity-mined pairs",
     DML__KIND_PAIR, 0, ms_opts, N_OPTS(ms_opts), DML_DIST_COSINE, 1, DML__RED_MEAN,
-    "multi_similarity", NULL, NULL, ms_forward, NULL};
+    "multi_similarity", NULL, NULL, ms_forward, NULL, NULL};
 
 static const dml__loss_def circle_def = {
     "circle",
     "Sun et al. 2020: softplus(LSE_N g a_n (s_n - m) + LSE_P -g a_p (s_p - 1 + m)), weights "
     "a_p, a_n detached",
     DML__KIND_PAIR, 0, circle_opts, N_OPTS(circle_opts), DML_DIST_COSINE, 1, DML__RED_NONZERO,
-    "", circle_declare, NULL, circle_forward, NULL};
+    "", circle_declare, NULL, circle_forward, NULL, NULL};
 
 static const dml__loss_def supcon_def = {
     "supcon",
     "Khosla et al. 2020: -mean_P log softmax(s/T) over all other columns, per anchor",
     DML__KIND_PAIR, 0, supcon_opts, N_OPTS(supcon_opts), DML_DIST_COSINE, 1, DML__RED_NONZERO,
-    "", NULL, NULL, supcon_forward, NULL};
+    "", NULL, NULL, supcon_forward, NULL, NULL};
 
 static const dml__loss_def ntxent_def = {
     "ntxent",
     "NT-Xent / InfoNCE: -log(e^{s_p/T} / (e^{s_p/T} + sum_N e^{s_n/T})) per positive pair",
     DML__KIND_PAIR, 0, ntxent_opts, N_OPTS(ntxent_opts), DML_DIST_COSINE, 1, DML__RED_MEAN,
-    "", NULL, NULL, ntxent_forward, NULL};
+    "", NULL, NULL, ntxent_forward, NULL, NULL};
+
+static int cmp_i64(const void *pa, const void *pb) {
+  const int64_t x = *(const int64_t *)pa, y = *(const int64_t *)pb;
+  return (x > y) - (x < y);
+}
+
+/* The rows npair reads: the first two of each label (the first one with a reference set). */
+static int64_t npair_select(const dml__loss_term *t, const int32_t *labels, int64_t b,
+                            int has_ref, int64_t *rows) {
+  (void)t;
+  lab_idx *li = malloc((size_t)b * sizeof *li);
+  if (!li) {
+    for (int64_t i = 0; i < b; i++) rows[i] = i; /* no memory: keep every row */
+    return b;
+  }
+  for (int64_t i = 0; i < b; i++) li[i] = (lab_idx){labels[i], (int32_t)i};
+  qsort(li, (size_t)b, sizeof *li, cmp_lab_idx);
+  const int64_t per_label = has_ref ? 1 : 2;
+  int64_t n = 0;
+  for (int64_t g = 0; g < b;) {
+    int64_t e = g + 1;
+    while (e < b && li[e].label == li[g].label) e++;
+    for (int64_t k = g; k < e && k < g + per_label; k++) rows[n++] = li[k].idx;
+    g = e;
+  }
+  free(li);
+  /* increasing order keeps "first" meaning first in the batch */
+  qsort(rows, (size_t)n, sizeof *rows, cmp_i64);
+  return n;
+}
 
 static const dml__loss_def npair_def = {
     "npair",
     "Sohn 2016 N-pair-mc: CE over z_i . z_j+ for the first two examples of each label, plus "
     "l2_reg/4 (mean ||z||^2 + mean ||z+||^2)",
     DML__KIND_PAIR, 0, npair_opts, N_OPTS(npair_opts), DML_DIST_DOT, 0, DML__RED_MEAN,
-    "", npair_declare, NULL, npair_forward, NULL};
+    "", npair_declare, NULL, npair_forward, NULL, npair_select};
 
 const dml__loss_def *const dml__losses_softmax[] = {&ms_def, &circle_def, &supcon_def,
                                                     &ntxent_def, &npair_def, NULL};
