@@ -89,15 +89,19 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
       const double ni = na[i];
       /* vectorised expansion; the few close pairs are redone directly below */
       int close = 0;
-#pragma omp simd reduction(| : close)
+#pragma omp simd reduction(+ : close)
       for (int64_t j = 0; j < r; j++) {
         const double s2 = ni + nc[j] - 2.0 * row[j];
-        close |= s2 < 0.01 * (ni + nc[j]);
+        close += s2 < 0.01 * (ni + nc[j]);
         row[j] = (float)(s2 > 0.0 ? s2 : 0.0);
       }
-      if (close)
+      if (self) { /* a row is at distance 0 from itself */
+        close -= (double)row[i] < 0.01 * (ni + nc[i]);
+        row[i] = 0.0f;
+      }
+      if (close > 0)
         for (int64_t j = 0; j < r; j++) {
-          if (!((double)row[j] < 0.01 * (ni + nc[j]))) continue;
+          if (!((double)row[j] < 0.01 * (ni + nc[j])) || (self && j == i)) continue;
           const float *p = A + i * d, *q = C + j * d;
           double e = 0.0;
           for (int64_t k = 0; k < d; k++) {
