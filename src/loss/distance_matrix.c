@@ -1,7 +1,7 @@
 /* The matrix every loss starts from, and its backward.
  * Forward: m [b, r] between rows a_i (the batch) and columns c_j (the batch again, a reference
  * set, the memory or proxies), optionally both L2-normalised (x / max(||x||, 1e-12)):
- *   dot / cosine         m_ij = a_i . c_j                      (one sgemm)
+ *   dot / cosine         m_ij = a_i . c_j     (one sgemm; ssyrk + mirror for the batch itself)
  *   squared Euclidean    m_ij = ||a_i||^2 + ||c_j||^2 - 2 a_i . c_j, clamped at 0
  *   Euclidean            m_ij = sqrt(squared)
  * The expansion cancels badly for close pairs, so a pair whose squared distance is below 1% of
@@ -36,6 +36,21 @@ static void normalise_rows(float *out, float *norms, const float *x, int64_t n, 
     float *q = out + i * d;
 #pragma omp simd
     for (int64_t k = 0; k < d; k++) q[k] = p[k] * inv;
+  }
+}
+
+/* m [n, n]: the strict lower triangle becomes the transpose of the upper one (tiles of 32). */
+static void mirror_upper(float *m, int64_t n) {
+  enum { T = 32 };
+  const int64_t nt = (n + T - 1) / T;
+#pragma omp parallel for schedule(dynamic, 4) if (n * n > 65536)
+  for (int64_t p = 0; p < nt * nt; p++) {
+    const int64_t ti = p / nt, tj = p % nt;
+    if (tj > ti) continue; /* tiles on or below the diagonal are written */
+    const int64_t i1 = (ti + 1) * T < n ? (ti + 1) * T : n;
+    const int64_t j1 = (tj + 1) * T < n ? (tj + 1) * T : n;
+    for (int64_t i = ti * T; i < i1; i++)
+      for (int64_t j = tj * T; j < j1 && j < i; j++) m[i * n + j] = m[j * n + i];
   }
 }
 
@@ -74,8 +89,15 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
       C = cols_n;
     }
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)r, (int)d, 1.0f, A, (int)d,
-              C, (int)d, 0.0f, m, (int)r);
+  if (self) {
+    /* A A^T is symmetric: ssyrk computes the upper triangle (half the work), then mirror */
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)b, (int)d, 1.0f, A, (int)d, 0.0f,
+                m, (int)b);
+    mirror_upper(m, b);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)r, (int)d, 1.0f, A,
+                (int)d, C, (int)d, 0.0f, m, (int)r);
+  }
   if (dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN) {
     na = malloc((size_t)b * sizeof(double));
     nc = self ? na : malloc((size_t)r * sizeof(double));
