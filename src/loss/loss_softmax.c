@@ -183,53 +183,6 @@ static kctx make_ctx(const dml__loss_term *t, const dml__loss_args *a) {
   return c;
 }
 
-/* ---- the row kernels' exponentials ----
- *
- * The row kernels compute each exponent y = x - max in double (x carries the scale: beta = 50,
- * gamma = 80 would leave float's rounding of x itself at ~1e-5 relative), round y <= 0 to float
- * and take e^y in float, 8 lanes wide: the rounding of y changes e^y by |y| 6e-8 relative, which
- * is below 2.3e-8 of the row's largest weight (1). Sums stay in double. */
-
-#if defined(__FMA__)
-#define FMAF(x, y, z) fmaf(x, y, z)
-#else
-#define FMAF(x, y, z) ((x) * (y) + (z))
-#endif
-
-/* e^y in float for y <= 0 (larger y is taken as 0, y < -87 as -87: e^-87 = 1.6e-38; callers
- * mask the entries that must be exactly 0). y = n ln2 + t, |t| <= ln2/2 (ln2 split in two so
- * n ln2 is exact), e^t by its degree-7 Taylor polynomial (relative error < 6e-9), 2^n put into
- * the exponent bits; vectorises (no branch, no table). */
-static inline float exp_f(float y) {
-  y = y < 0.0f ? y : 0.0f;
-  y = y > -87.0f ? y : -87.0f;
-  const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  float kf = FMAF(y, 1.44269504f, shift);
-  uint32_t ki;
-  memcpy(&ki, &kf, sizeof ki);
-  kf -= shift;
-  float t = FMAF(kf, -0.693359375f, y);
-  t = FMAF(kf, 2.12194440e-4f, t);
-  float q = 1.0f / 5040.0f;
-  q = FMAF(q, t, 1.0f / 720.0f);
-  q = FMAF(q, t, 1.0f / 120.0f);
-  q = FMAF(q, t, 1.0f / 24.0f);
-  q = FMAF(q, t, 1.0f / 6.0f);
-  q = FMAF(q, t, 0.5f);
-  q = FMAF(q, t, 1.0f);
-  q = FMAF(q, t, 1.0f);
-  /* the low 9 bits of ki hold n + 2^22 (mod 512); n + 127 lies in [1, 127] */
-  const uint32_t bits = (ki + 127u) << 23;
-  float sc;
-  memcpy(&sc, &bits, sizeof sc);
-  return q * sc;
-}
-
-/* Relation codes as floats: the row loops test them with float compares and selects, which
- * gcc vectorises next to the float and double arithmetic (a ?: on the uint8 it leaves scalar). */
-#define C_POS ((float)DML__REL_POS)
-#define C_NEG ((float)DML__REL_NEG)
-
 /* ---- multi-similarity ---- */
 
 static const dml__opt_def ms_opts[] = {
@@ -238,64 +191,57 @@ static const dml__opt_def ms_opts[] = {
     {"base", 0.5, -1e6, 1e6, "similarity offset lambda (a distance offset on distances)"},
 };
 
-/* buf: r floats (the weights e^y). */
+/* buf: 2 r doubles (codes, exponents). */
 static double ms_row(const kctx *c, int64_t i, double *buf, double scale, int64_t *nz) {
   const dml__loss_args *a = c->a;
   const int64_t r = a->r;
   const float *mi = a->m + i * r;
-  const uint8_t *ri = a->rel + i * r;
-  float *w = (float *)buf;
-  const double al = c->t->opt[0], be = c->t->opt[1], bs = c->sgn * c->t->opt[2];
-  const float sg = (float)c->sgn;
-  /* with u = sgn m (exact in float): x_p = -alpha (u - bs) is largest at the smallest positive
-   * u, x_n = beta (u - bs) at the largest negative u (bs = base') */
-  float lo_p = INFINITY, hi_n = -INFINITY;
-#pragma omp simd reduction(min : lo_p) reduction(max : hi_n)
+  double *cd = buf, *x = buf + r;
+  const double al = c->t->opt[0], be = c->t->opt[1], base = c->t->opt[2], sg = c->sgn;
+  rel_codes(cd, a->rel + i * r, r);
+  /* x_p = -alpha (u - base'), x_n = beta (u - base') with u - base' = sgn (m - base) */
+  double mp = 0.0, mn = 0.0; /* maxima including the "1 +" term (exponent 0) */
+  double cnt = 0.0;
+#pragma omp simd reduction(max : mp, mn) reduction(+ : cnt)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j], u = sg * mi[j];
-    const float up = cj == C_POS ? u : INFINITY, un = cj == C_NEG ? u : -INFINITY;
-    lo_p = up < lo_p ? up : lo_p;
-    hi_n = un > hi_n ? un : hi_n;
+    const double v = sg * ((double)mi[j] - base);
+    const double p = is_pos(cd[j]), n = is_neg(cd[j]);
+    const double xv = p * (-al * v) + n * (be * v) + (p + n - 1.0) * BIG;
+    x[j] = xv;
+    const double tp = p * xv + (p - 1.0) * BIG, tn = n * xv + (n - 1.0) * BIG;
+    mp = tp > mp ? tp : mp;
+    mn = tn > mn ? tn : mn;
+    cnt += p + n;
   }
   *nz = 0;
-  if (lo_p == INFINITY && hi_n == -INFINITY) return 0.0;
-  /* maxima including the "1 +" term (exponent 0) */
-  const double mp = lo_p < INFINITY ? fmax(0.0, -al * ((double)lo_p - bs)) : 0.0;
-  const double mn = hi_n > -INFINITY ? fmax(0.0, be * ((double)hi_n - bs)) : 0.0;
-  /* y = A u + B - max per group */
-  const double ap = -al, bp = al * bs - mp, an = be, bn = -be * bs - mn;
+  if (cnt == 0.0) return 0.0;
   double sp = 0.0, sn = 0.0;
 #pragma omp simd reduction(+ : sp, sn)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j];
-    const double u = (double)(sg * mi[j]);
-    const int pos = cj == C_POS;
-    const double y = pos ? ap * u + bp : an * u + bn;
-    const float e = exp_f((float)y);
-    w[j] = e;
-    sp += pos ? (double)e : 0.0;
-    sn += cj == C_NEG ? (double)e : 0.0;
+    const double p = is_pos(cd[j]), n = is_neg(cd[j]);
+    const double w = exp_d(x[j] - (p * mp + (1.0 - p) * mn));
+    x[j] = w;
+    sp += p * w;
+    sn += n * w;
   }
-  sp += exp(-mp);
-  sn += exp(-mn);
+  sp += exp_d(-mp);
+  sn += exp_d(-mn);
   const double loss = (mp + log(sp)) / al + (mn + log(sn)) / be;
   *nz = loss > 0.0;
   if (scale != 0.0) {
     /* dL/du_p = -w_p / sp, dL/du_n = w_n / sn; dm = sgn du */
-    const float gp = (float)(-c->sgn * scale / sp), gn = (float)(c->sgn * scale / sn);
+    const double gp = -sg * scale / sp, gn = sg * scale / sn;
     float *di = a->dm + i * r;
 #pragma omp simd
-    for (int64_t j = 0; j < r; j++) {
-      const float cj = ri[j];
-      di[j] += w[j] * (cj == C_POS ? gp : cj == C_NEG ? gn : 0.0f);
-    }
+    for (int64_t j = 0; j < r; j++)
+      di[j] += (float)(x[j] * (is_pos(cd[j]) * gp + is_neg(cd[j]) * gn));
   }
   return loss;
 }
 
 static dml_status ms_forward(dml__loss_term *t, const dml__loss_args *a, double *loss) {
   kctx c = make_ctx(t, a);
-  return run_rows(&c, ms_row, a->b, a->r, a->b, loss);
+  return run_rows(&c, ms_row, a->b, 2 * a->r, a->b, loss);
 }
 
 /* ---- circle ---- */
@@ -305,45 +251,40 @@ static const dml__opt_def circle_opts[] = {
     {"gamma", 80.0, 1e-6, 1e6, "scale factor"},
 };
 
-/* buf: r doubles (exponents), then r floats (weight times detached factor). */
 static double circle_row(const kctx *c, int64_t i, double *buf, double scale, int64_t *nz) {
   const dml__loss_args *a = c->a;
   const int64_t r = a->r;
   const float *mi = a->m + i * r;
-  const uint8_t *ri = a->rel + i * r;
-  double *x = buf;
-  float *w = (float *)(buf + r);
+  double *cd = buf, *x = buf + r;
   const double mg = c->t->opt[0], gam = c->t->opt[1];
-  double mp = -INFINITY, mn = -INFINITY;
-  int32_t np = 0, nn = 0;
+  rel_codes(cd, a->rel + i * r, r);
+  double mp = -BIG, mn = -BIG, np = 0.0, nn = 0.0;
 #pragma omp simd reduction(max : mp, mn) reduction(+ : np, nn)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j];
     const double s = mi[j];
-    const int pos = cj == C_POS, neg = cj == C_NEG;
+    const double p = is_pos(cd[j]), n = is_neg(cd[j]);
     const double ap = relu_d(1.0 + mg - s), an = relu_d(s + mg);
-    const double xv = pos ? -gam * ap * (s - (1.0 - mg)) : gam * an * (s - mg);
+    const double xv = p * (-gam * ap * (s - (1.0 - mg))) + n * (gam * an * (s - mg)) +
+                      (p + n - 1.0) * BIG;
     x[j] = xv;
-    const double tp = pos ? xv : -INFINITY, tn = neg ? xv : -INFINITY;
+    const double tp = p * xv + (p - 1.0) * BIG, tn = n * xv + (n - 1.0) * BIG;
     mp = tp > mp ? tp : mp;
     mn = tn > mn ? tn : mn;
-    np += pos;
-    nn += neg;
+    np += p;
+    nn += n;
   }
   *nz = 0;
-  if (np == 0 || nn == 0) return 0.0;
-  /* w becomes the unnormalised softmax weight times the detached factor -a_p or a_n */
+  if (np == 0.0 || nn == 0.0) return 0.0;
+  /* x becomes the unnormalised softmax weight times the detached factor -a_p or a_n */
   double sp = 0.0, sn = 0.0;
 #pragma omp simd reduction(+ : sp, sn)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j];
     const double s = mi[j];
-    const int pos = cj == C_POS, neg = cj == C_NEG;
-    const float e = exp_f((float)(x[j] - (pos ? mp : mn)));
-    const double f = pos ? -relu_d(1.0 + mg - s) : neg ? relu_d(s + mg) : 0.0;
-    w[j] = (float)((double)e * f);
-    sp += pos ? (double)e : 0.0;
-    sn += neg ? (double)e : 0.0;
+    const double p = is_pos(cd[j]), n = is_neg(cd[j]);
+    const double w = exp_d(x[j] - (p * mp + (1.0 - p) * mn));
+    x[j] = w * (n * relu_d(s + mg) - p * relu_d(1.0 + mg - s));
+    sp += p * w;
+    sn += n * w;
   }
   const double z = mp + log(sp) + mn + log(sn);
   const double loss = softplus_d(z);
@@ -351,13 +292,11 @@ static double circle_row(const kctx *c, int64_t i, double *buf, double scale, in
   if (scale != 0.0) {
     /* dz/ds_p = softmax_p (-gamma a_p), dz/ds_n = softmax_n gamma a_n (weights constant) */
     const double sg = sigmoid_d(z) * scale * gam;
-    const float gp = (float)(sg / sp), gn = (float)(sg / sn);
+    const double gp = sg / sp, gn = sg / sn;
     float *di = a->dm + i * r;
 #pragma omp simd
-    for (int64_t j = 0; j < r; j++) {
-      const float cj = ri[j];
-      di[j] += w[j] * (cj == C_POS ? gp : gn);
-    }
+    for (int64_t j = 0; j < r; j++)
+      di[j] += (float)(x[j] * (is_pos(cd[j]) * gp + is_neg(cd[j]) * gn));
   }
   return loss;
 }
@@ -381,58 +320,50 @@ static const dml__opt_def supcon_opts[] = {
     {"temperature", 0.1, 1e-4, 1e4, "softmax temperature tau (logits u / tau)"},
 };
 
-/* buf: r floats (the weights e^y, 0 off K_i). */
 static double supcon_row(const kctx *c, int64_t i, double *buf, double scale, int64_t *nz) {
   const dml__loss_args *a = c->a;
   const int64_t r = a->r;
   const float *mi = a->m + i * r;
-  const uint8_t *ri = a->rel + i * r;
-  float *w = (float *)buf;
-  const float sg = (float)c->sgn;
-  /* z = u / T with u = sgn m (exact in float): the largest z is at the largest kept u */
-  float hi = -INFINITY;
-  int32_t np = 0;
-#pragma omp simd reduction(max : hi) reduction(+ : np)
+  double *cd = buf, *x = buf + r;
+  const double k = c->sgn / c->t->opt[0];
+  rel_codes(cd, a->rel + i * r, r);
+  double mx = -BIG, szp = 0.0, np = 0.0;
+#pragma omp simd reduction(max : mx) reduction(+ : np, szp)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j], u = sg * mi[j];
-    const float uk = cj != 0.0f ? u : -INFINITY;
-    hi = uk > hi ? uk : hi;
-    np += cj == C_POS;
+    const double v = k * (double)mi[j];
+    const double p = is_pos(cd[j]), kept = p + is_neg(cd[j]);
+    const double xv = kept * v + (kept - 1.0) * BIG;
+    x[j] = xv;
+    mx = xv > mx ? xv : mx;
+    np += p;
+    szp += p * v;
   }
   *nz = 0;
-  if (np == 0) return 0.0;
-  /* y = (u - hi) / T: u - hi is exact or rounded once in float (relative 6e-8) */
-  const float kt = (float)(1.0 / c->t->opt[0]);
-  double s = 0.0, sdp = 0.0; /* sum of e^y over K, sum of u - hi over P */
-#pragma omp simd reduction(+ : s, sdp)
+  if (np == 0.0) return 0.0;
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j];
-    const float d = sg * mi[j] - hi;
-    const float e = cj != 0.0f ? exp_f(kt * d) : 0.0f;
-    w[j] = e;
-    s += (double)e;
-    sdp += cj == C_POS ? (double)d : 0.0;
+    const double w = exp_d(x[j] - mx);
+    x[j] = w;
+    s += w;
   }
-  const double inv_np = 1.0 / (double)np;
-  /* LSE_K z - mean_P z = log s - mean_P (z_p - max z) */
-  const double loss = log(s) - (double)kt * sdp * inv_np;
+  const double inv_np = 1.0 / np;
+  const double loss = mx + log(s) - szp * inv_np;
   *nz = loss > 0.0;
   if (scale != 0.0) {
-    /* dL/dz_a = softmax_a - [a in P] / |P|, dm = (sgn / T) dz */
-    const double g = scale * c->sgn * (double)kt, gs = g / s, gq = g * inv_np;
+    /* dL/dz_a = softmax_a - [a in P] / |P| */
+    const double g = scale * k, inv_s = 1.0 / s;
     float *di = a->dm + i * r;
 #pragma omp simd
-    for (int64_t j = 0; j < r; j++) {
-      const float cj = ri[j];
-      di[j] += (float)((double)w[j] * gs - (cj == C_POS ? gq : 0.0));
-    }
+    for (int64_t j = 0; j < r; j++)
+      di[j] += (float)(g * (x[j] * inv_s - is_pos(cd[j]) * inv_np));
   }
   return loss;
 }
 
 static dml_status supcon_forward(dml__loss_term *t, const dml__loss_args *a, double *loss) {
   kctx c = make_ctx(t, a);
-  return run_rows(&c, supcon_row, a->b, a->r, a->b, loss);
+  return run_rows(&c, supcon_row, a->b, 2 * a->r, a->b, loss);
 }
 
 /* ---- NT-Xent ---- */
@@ -441,47 +372,44 @@ static const dml__opt_def ntxent_opts[] = {
     {"temperature", 0.07, 1e-4, 1e4, "softmax temperature tau (logits u / tau)"},
 };
 
-/* buf: r floats (the negatives' weights e^y, 0 elsewhere). */
 static double ntxent_row(const kctx *c, int64_t i, double *buf, double scale, int64_t *nz) {
   const dml__loss_args *a = c->a;
   const int64_t r = a->r;
   const float *mi = a->m + i * r;
   const uint8_t *ri = a->rel + i * r;
-  float *w = (float *)buf;
-  const float sg = (float)c->sgn;
-  /* z = u / T with u = sgn m (exact in float): the largest negative z is at the largest u */
-  float hi = -INFINITY;
-  int32_t np = 0;
-#pragma omp simd reduction(max : hi) reduction(+ : np)
+  double *cd = buf, *x = buf + r;
+  const double k = c->sgn / c->t->opt[0];
+  rel_codes(cd, ri, r);
+  double mx = -BIG, np = 0.0, nn = 0.0;
+#pragma omp simd reduction(max : mx) reduction(+ : np, nn)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j], u = sg * mi[j];
-    const float un = cj == C_NEG ? u : -INFINITY;
-    hi = un > hi ? un : hi;
-    np += cj == C_POS;
+    const double v = k * (double)mi[j];
+    const double n = is_neg(cd[j]);
+    const double xn = n * v + (n - 1.0) * BIG;
+    x[j] = v;
+    mx = xn > mx ? xn : mx;
+    np += is_pos(cd[j]);
+    nn += n;
   }
   *nz = 0;
-  /* without negatives every term is -log 1 = 0 */
-  if (np == 0 || hi == -INFINITY) return 0.0;
-  const float kt = (float)(1.0 / c->t->opt[0]);
+  if (np == 0.0 || nn == 0.0) return 0.0; /* without negatives every term is -log 1 = 0 */
   double sn = 0.0;
 #pragma omp simd reduction(+ : sn)
   for (int64_t j = 0; j < r; j++) {
-    const float cj = ri[j];
-    const float e = cj == C_NEG ? exp_f(kt * (sg * mi[j] - hi)) : 0.0f;
-    w[j] = e;
-    sn += (double)e;
+    const double n = is_neg(cd[j]);
+    const double w = n * exp_d(n * (x[j] - mx) + (n - 1.0) * BIG);
+    x[j] = w + (1.0 - n) * x[j]; /* negatives: their weight; the others keep z */
+    sn += w;
   }
-  /* t_p = LSE_N z - z_p = (hi - u_p) / T + log sn */
-  const double lsn = log(sn);
+  const double lse_n = mx + log(sn);
   double loss = 0.0, sig_sum = 0.0;
-  int64_t cnt = 0, seen = 0;
+  int64_t cnt = 0;
   float *di = a->dm + i * r;
-  const double g = scale * c->sgn * (double)kt;
-  for (int64_t j = 0; j < r && seen < np; j++) {
+  const double g = scale * k;
+  for (int64_t j = 0; j < r; j++) {
     if (ri[j] != DML__REL_POS) continue;
-    seen++;
-    /* l = softplus(t), dl/dz_p = -sigmoid(t) */
-    const double tt = (double)kt * ((double)hi - (double)(sg * mi[j])) + lsn;
+    /* l = softplus(t), dl/dz_p = -sigmoid(t), t = LSE_N - z_p */
+    const double tt = lse_n - x[j];
     const double e = exp(-fabs(tt));
     const double l = (tt > 0.0 ? tt : 0.0) + log1p(e);
     const double sig = tt >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
@@ -493,27 +421,20 @@ static double ntxent_row(const kctx *c, int64_t i, double *buf, double scale, in
   *nz = cnt;
   if (scale != 0.0) {
     /* dl_p/dz_n = sigmoid(t_p) softmax_N(z)_n, summed over the positives */
-    const float gn = (float)(g * sig_sum / sn);
+    const double gn = g * sig_sum / sn;
 #pragma omp simd
-    for (int64_t j = 0; j < r; j++) di[j] += gn * w[j];
+    for (int64_t j = 0; j < r; j++) di[j] += (float)(gn * is_neg(cd[j]) * x[j]);
   }
   return loss;
 }
 
 static dml_status ntxent_forward(dml__loss_term *t, const dml__loss_args *a, double *loss) {
   kctx c = make_ctx(t, a);
-  const int64_t b = a->b, r = a->r;
   int64_t n_pos = 0;
-  /* per row in 32 bits (vectorises), then in 64 */
-#pragma omp parallel for schedule(static) reduction(+ : n_pos) if (b * r > 8 * PAR_MIN)
-  for (int64_t i = 0; i < b; i++) {
-    const uint8_t *ri = a->rel + i * r;
-    uint32_t np = 0;
-#pragma omp simd reduction(+ : np)
-    for (int64_t j = 0; j < r; j++) np += ri[j] == DML__REL_POS;
-    n_pos += np;
-  }
-  return run_rows(&c, ntxent_row, b, r, n_pos, loss);
+  const int64_t n = a->b * a->r;
+#pragma omp simd reduction(+ : n_pos)
+  for (int64_t k = 0; k < n; k++) n_pos += a->rel[k] == DML__REL_POS;
+  return run_rows(&c, ntxent_row, a->b, 2 * a->r, n_pos, loss);
 }
 
 /* ---- N-pair-mc ---- */
