@@ -121,10 +121,72 @@ static double hinge_pow(double x, double p, double *deriv) {
   return pow(x, p);
 }
 
+/* For a float v and a double t: v > t iff v > down(t), the largest float <= t, and v < t iff
+ * v < up(t), the smallest float >= t; so a hinge's activity is one float compare. */
+static float float_down(double t) {
+  float f = (float)t;
+  if ((double)f > t) f = nextafterf(f, -INFINITY);
+  return f;
+}
+
+static float float_up(double t) {
+  float f = (float)t;
+  if ((double)f < t) f = nextafterf(f, INFINITY);
+  return f;
+}
+
+/* Row i of contrastive for power 1 or 2 (pw), branch-free so that it vectorises: all-ones /
+ * zero 32-bit masks from the relation and from one float compare per hinge (active positive:
+ * v > thr_pos, active negative: v < thr_neg, exactly as x > 0 in double), the hinge values in
+ * double. */
+static con_row con_row_fast(const float *mi, const uint8_t *ri, int64_t r, float sg, int pw,
+                            const double thr[2], float t0f, float t1f) {
+  int32_t np = 0, nn = 0, zp = 0, zn = 0;
+  double sp = 0.0, sn = 0.0;
+  if (pw == 1) {
+#pragma omp simd reduction(+ : np, nn, zp, zn, sp, sn)
+    for (int64_t j = 0; j < r; j++) {
+      const int32_t c = ri[j];
+      const float v = sg * mi[j];
+      const int32_t ip = -(int32_t)(c == DML__REL_POS), in = -(int32_t)(c == DML__REL_NEG);
+      const int32_t ap = ip & -(int32_t)(v > t0f), an = in & -(int32_t)(v < t1f);
+      np -= ip;
+      nn -= in;
+      zp -= ap;
+      zn -= an;
+      const double vd = v;
+      sp += (double)(float)(ap & 1) * (vd - thr[0]);
+      sn += (double)(float)(an & 1) * (thr[1] - vd);
+    }
+  } else {
+#pragma omp simd reduction(+ : np, nn, zp, zn, sp, sn)
+    for (int64_t j = 0; j < r; j++) {
+      const int32_t c = ri[j];
+      const float v = sg * mi[j];
+      const int32_t ip = -(int32_t)(c == DML__REL_POS), in = -(int32_t)(c == DML__REL_NEG);
+      const int32_t ap = ip & -(int32_t)(v > t0f), an = in & -(int32_t)(v < t1f);
+      np -= ip;
+      nn -= in;
+      zp -= ap;
+      zn -= an;
+      const double vd = v;
+      const double xp = (double)(float)(ap & 1) * (vd - thr[0]);
+      const double xn = (double)(float)(an & 1) * (thr[1] - vd);
+      sp += xp * xp;
+      sn += xn * xn;
+    }
+  }
+  con_row acc = {{np, nn}, {zp, zn}, {sp, sn}};
+  return acc;
+}
+
 static dml_status contrastive_forward(dml__loss_term *t, const dml__loss_args *a, double *loss) {
   const int64_t b = a->b, r = a->r;
   const double sg = sign_of(a), p = t->opt[CON_POWER];
   const double thr[2] = {sg * t->opt[CON_POS_MARGIN], sg * t->opt[CON_NEG_MARGIN]};
+  /* power 1 and 2 (the two forms in use) run branch-free; other powers take pow per term */
+  const int pw = p == 1.0 ? 1 : p == 2.0 ? 2 : 0;
+  const float sgf = (float)sg, t0f = float_down(thr[0]), t1f = float_up(thr[1]);
   con_row *rows;
   DML_TRY(alloc_rows("contrastive", b, sizeof(con_row), (void **)&rows));
   /* side 0: positives, x = v - sigma m_pos; side 1: negatives, x = sigma m_neg - v */
@@ -132,6 +194,10 @@ static dml_status contrastive_forward(dml__loss_term *t, const dml__loss_args *a
   for (int64_t i = 0; i < b; i++) {
     const float *mi = a->m + i * r;
     const uint8_t *ri = a->rel + i * r;
+    if (pw) {
+      rows[i] = con_row_fast(mi, ri, r, sgf, pw, thr, t0f, t1f);
+      continue;
+    }
     con_row acc = {{0, 0}, {0, 0}, {0.0, 0.0}};
     for (int64_t j = 0; j < r; j++) {
       if (ri[j] == DML__REL_NONE) continue;
@@ -160,11 +226,37 @@ static dml_status contrastive_forward(dml__loss_term *t, const dml__loss_args *a
   *loss = scale[0] * tot.sum[0] + scale[1] * tot.sum[1];
   if (scale[0] == 0.0 && scale[1] == 0.0) return DML_OK;
   /* dv = +scale_pos x' on positives, -scale_neg x' on negatives; dm = sigma dv */
+  const double g0 = sg * scale[0], g1 = sg * scale[1];
+  const float g0f = (float)g0, g1f = (float)g1;
 #pragma omp parallel for schedule(static) if (b * r > PAR_MIN)
   for (int64_t i = 0; i < b; i++) {
     const float *mi = a->m + i * r;
     const uint8_t *ri = a->rel + i * r;
     float *di = a->dm + i * r;
+    if (pw == 1) {
+#pragma omp simd
+      for (int64_t j = 0; j < r; j++) {
+        const int32_t c = ri[j];
+        const float v = sgf * mi[j];
+        const int32_t ap = -(int32_t)(c == DML__REL_POS) & -(int32_t)(v > t0f);
+        const int32_t an = -(int32_t)(c == DML__REL_NEG) & -(int32_t)(v < t1f);
+        di[j] += (float)(ap & 1) * g0f - (float)(an & 1) * g1f;
+      }
+      continue;
+    }
+    if (pw == 2) {
+#pragma omp simd
+      for (int64_t j = 0; j < r; j++) {
+        const int32_t c = ri[j];
+        const float v = sgf * mi[j];
+        const int32_t ap = -(int32_t)(c == DML__REL_POS) & -(int32_t)(v > t0f);
+        const int32_t an = -(int32_t)(c == DML__REL_NEG) & -(int32_t)(v < t1f);
+        const double vd = v;
+        di[j] += (float)(2.0 * ((double)(float)(ap & 1) * g0 * (vd - thr[0]) -
+                                (double)(float)(an & 1) * g1 * (thr[1] - vd)));
+      }
+      continue;
+    }
     for (int64_t j = 0; j < r; j++) {
       if (ri[j] == DML__REL_NONE) continue;
       const int s = ri[j] == DML__REL_NEG;
@@ -173,7 +265,7 @@ static dml_status contrastive_forward(dml__loss_term *t, const dml__loss_args *a
       if (!(x > 0.0)) continue;
       double dd;
       hinge_pow(x, p, &dd);
-      di[j] += (float)(sg * (s ? -scale[1] : scale[0]) * dd);
+      di[j] += (float)((s ? -g1 : g0) * dd);
     }
   }
   return DML_OK;

@@ -7,37 +7,65 @@
  * In key space (key = d or -s, smaller = closer) both read key_n < max_p key_p + epsilon and
  * key_p > min_n key_n - epsilon. Anchors without a positive or a negative keep nothing.
  * A pair miner: trip is the band (-inf, +inf) over the kept pairs. */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "mine/mine_internal.h"
 
+/* The thresholds are compared in float, exactly as in double: for a float k and a double t,
+ * k < t iff k < up(t), the smallest float >= t, and k > t iff k > down(t), the largest float
+ * <= t. The row loops mask by multiplying with 0/1 floats made from the relation code, which
+ * gcc 12 vectorises; ?: on the uint8 (and sometimes on floats next to a reduction) it leaves
+ * scalar. */
+static float float_up(double t) {
+  float f = (float)t;
+  if ((double)f < t) f = nextafterf(f, INFINITY);
+  return f;
+}
+
+static float float_down(double t) {
+  float f = (float)t;
+  if ((double)f > t) f = nextafterf(f, -INFINITY);
+  return f;
+}
+
 static dml_status mine_ms(const dml__miner *mn, dml__mine_args *a) {
   const int64_t b = a->b, r = a->r;
   const double eps = mn->opt[0];
+  const float sg = a->sim ? -1.0f : 1.0f; /* key = sg m, exact in float */
 #pragma omp parallel for schedule(static) if (b * r > DML__MINE_PAR)
   for (int64_t i = 0; i < b; i++) {
     const float *row = a->m + i * r;
     uint8_t *ri = a->rel + i * r;
-    int64_t np = 0, nn = 0;
-    double max_p = 0.0, min_n = 0.0;
+    /* with c = rel as a float, positive = c (2 - c) and negative = c (c - 1) / 2 are exactly
+     * 0 or 1; a masked-out lane enters the max / min as -+FLT_MAX */
+    float max_p = -FLT_MAX, min_n = FLT_MAX;
+    int32_t np = 0, nn = 0;
+#pragma omp simd reduction(max : max_p) reduction(min : min_n) reduction(+ : np, nn)
     for (int64_t j = 0; j < r; j++) {
-      if (ri[j] == DML__REL_NONE) continue;
-      const double k = dml__mine_key(row, j, a->sim);
-      if (ri[j] == DML__REL_POS) {
-        if (np++ == 0 || k > max_p) max_p = k;
-      } else {
-        if (nn++ == 0 || k < min_n) min_n = k;
-      }
+      const float c = ri[j], k = sg * row[j];
+      const float p = c * (2.0f - c), n = 0.5f * c * (c - 1.0f);
+      const float kp = p * k - (1.0f - p) * FLT_MAX, kn = n * k + (1.0f - n) * FLT_MAX;
+      max_p = kp > max_p ? kp : max_p;
+      min_n = kn < min_n ? kn : min_n;
+      np += (int32_t)p;
+      nn += (int32_t)n;
     }
     if (np == 0 || nn == 0) {
       memset(ri, DML__REL_NONE, (size_t)r);
       continue;
     }
-    const double tn = max_p + eps, tp = min_n - eps;
+    /* keep a negative if k < max_p + eps, a positive if k > min_n - eps (in double) */
+    const float tn = float_up((double)max_p + eps), tp = float_down((double)min_n - eps);
+#pragma omp simd
     for (int64_t j = 0; j < r; j++) {
-      if (ri[j] == DML__REL_NONE) continue;
-      const double k = dml__mine_key(row, j, a->sim);
-      if (ri[j] == DML__REL_POS ? !(k > tp) : !(k < tn)) ri[j] = DML__REL_NONE;
+      /* all-ones / zero 32-bit masks */
+      const int32_t c = ri[j];
+      const float k = sg * row[j];
+      const int32_t kp = -(int32_t)(k > tp), kn = -(int32_t)(k < tn);
+      const int32_t ip = -(int32_t)(c == DML__REL_POS), in = -(int32_t)(c == DML__REL_NEG);
+      ri[j] = (uint8_t)(c & ((ip & kp) | (in & kn)));
     }
   }
   dml__mine_band_all(a);

@@ -27,12 +27,14 @@ void dml__mine_band_all(dml__mine_args *a) {
 #pragma omp parallel for schedule(static) reduction(+ : total) if (b * r > DML__MINE_PAR)
   for (int64_t i = 0; i < b; i++) {
     const uint8_t *ri = a->rel + i * r;
-    int64_t np = 0, nn = 0;
+    /* 32-bit counters vectorise (a row of 2^32 columns is not a case) */
+    uint32_t np = 0, nn = 0;
+#pragma omp simd reduction(+ : np, nn)
     for (int64_t j = 0; j < r; j++) {
       np += ri[j] == DML__REL_POS;
       nn += ri[j] == DML__REL_NEG;
     }
-    total += np * nn;
+    total += (int64_t)np * (int64_t)nn;
   }
   dml__triplets *t = a->trip;
   t->explicit_list = 0;
