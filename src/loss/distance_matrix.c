@@ -18,9 +18,25 @@
 #include <math.h>
 #include <string.h>
 
+#include "dml/threads.h"
 #include "loss/loss_internal.h"
 
 #define NORM_EPS 1e-12
+
+/* OpenBLAS splits even a product of a few MFLOP over every thread, where handing the work out
+ * costs more than it saves (a 1024 x 16 x 128 proxy product runs faster on one thread): such
+ * products run on the calling thread. Returns the thread count to restore, 0 for none. */
+#define SMALL_GEMM_FLOPS (8.0 * 1024 * 1024)
+static int small_gemm_begin(int64_t m, int64_t n, int64_t k) {
+  if (2.0 * (double)m * (double)n * (double)k >= SMALL_GEMM_FLOPS) return 0;
+  const int prev = openblas_get_num_threads();
+  if (prev <= 1) return 0;
+  openblas_set_num_threads(1);
+  return prev;
+}
+static void small_gemm_end(int prev) {
+  if (prev) dml_set_num_threads(prev);
+}
 
 /* out [n, d] = rows of x normalised; norms [n] = ||x_i||. */
 static void normalise_rows(float *out, float *norms, const float *x, int64_t n, int64_t d) {
@@ -89,6 +105,7 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
       C = cols_n;
     }
   }
+  const int gemm_prev = small_gemm_begin(b, r, d);
   if (self) {
     /* A A^T is symmetric: ssyrk computes the upper triangle (half the work), then mirror */
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)b, (int)d, 1.0f, A, (int)d, 0.0f,
@@ -98,6 +115,7 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)r, (int)d, 1.0f, A,
                 (int)d, C, (int)d, 0.0f, m, (int)r);
   }
+  small_gemm_end(gemm_prev);
   if (dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN) {
     na = malloc((size_t)b * sizeof(double));
     nc = self ? na : malloc((size_t)r * sizeof(double));
@@ -231,6 +249,7 @@ dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t 
   }
   /* squared distance = |a|^2 + |c|^2 - 2 a.c: the product part carries a factor -2 */
   const float alpha = euclid ? -2.0f : 1.0f;
+  const int gemm_prev = small_gemm_begin(b, r, d);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, alpha, dm,
               (int)r, C, (int)d, 0.0f, dA, (int)d);
   if (euclid)
@@ -249,6 +268,7 @@ dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t 
         for (int64_t k = 0; k < d; k++) dC[j * d + k] += w * C[j * d + k];
       }
   }
+  small_gemm_end(gemm_prev);
   free(rows);
   free(colsum);
   return DML_OK;

@@ -158,7 +158,8 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
                                double *loss) {
   const int64_t b = a->b, r = a->r, C = t->num_classes, K = t->rows_per_class;
   const double sg = sigma_of(a), eps = h->smoothing;
-  /* z [b, C] logits (then dL/dz for the bias), col [b, C] the column of m behind each logit */
+  /* z [b, C] logits, then probabilities, then dL/dz (for the bias); col [b, C] the column of m
+   * behind each logit */
   double *z;
   int32_t *col = NULL;
   head_row *rows;
@@ -202,13 +203,19 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
     double mx = -INFINITY;
     for (int64_t c = 0; c < C; c++)
       if (!(h->exclude_target && c == y) && zi[c] > mx) mx = zi[c];
+    /* zi becomes the softmax probabilities, which are all the backward needs */
     double s = 0.0, zsum = 0.0;
+    const double zy = zi[y];
     for (int64_t c = 0; c < C; c++) {
       zsum += zi[c];
-      if (!(h->exclude_target && c == y)) s += exp(zi[c] - mx);
+      const double e = (h->exclude_target && c == y) ? 0.0 : exp(zi[c] - mx);
+      s += e;
+      zi[c] = e;
     }
+    const double inv = 1.0 / s;
+    for (int64_t c = 0; c < C; c++) zi[c] *= inv;
     hr.lse = mx + log(s);
-    hr.loss = hr.lse - (1.0 - eps) * zi[y] - (eps != 0.0 ? eps / (double)C * zsum : 0.0);
+    hr.loss = hr.lse - (1.0 - eps) * zy - (eps != 0.0 ? eps / (double)C * zsum : 0.0);
     rows[i] = hr;
   }
   /* rows that count: all of them, or (nonzero) those with L_i > 0, added in row order */
@@ -232,9 +239,9 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
       double g = 0.0; /* dL/dz_c */
       if (active) {
         if (h->exclude_target)
-          g = c == y ? -1.0 : exp(zi[c] - rows[i].lse);
+          g = c == y ? -1.0 : zi[c];
         else
-          g = exp(zi[c] - rows[i].lse) - (c == y ? 1.0 - eps : 0.0) - eps / (double)C;
+          g = zi[c] - (c == y ? 1.0 - eps : 0.0) - eps / (double)C;
         g *= scale;
       }
       zi[c] = g;
