@@ -68,6 +68,7 @@
 #include "dml/init.h"
 #include "dml/rng.h"
 #include "loss/loss_internal.h"
+#include "loss/loss_math.h"
 
 #define PAR_MIN 4096
 #define BIG 1e6
@@ -208,7 +209,7 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
     const double zy = zi[y];
     for (int64_t c = 0; c < C; c++) {
       zsum += zi[c];
-      const double e = (h->exclude_target && c == y) ? 0.0 : exp(zi[c] - mx);
+      const double e = (h->exclude_target && c == y) ? 0.0 : exp_d(zi[c] - mx);
       s += e;
       zi[c] = e;
     }
@@ -348,9 +349,9 @@ static double pa_side_lse(const float *mp, const int32_t *labels, int64_t b, int
     *has = 1;
   }
   if (!*has) return 0.0;
-  double s = exp(-mx);
+  double s = exp_d(-mx);
   for (int64_t i = 0; i < b; i++)
-    if ((labels[i] != p) == neg) s += exp(k1 * (double)mp[i] + k0 - mx);
+    if ((labels[i] != p) == neg) s += exp_d(k1 * (double)mp[i] + k0 - mx);
   return mx + log(s);
 }
 
@@ -404,7 +405,7 @@ static dml_status pa_forward(dml__loss_term *t, const dml__loss_args *a, double 
       const double w = scale[s] * k1[s];
       for (int64_t i = 0; i < b; i++)
         if ((a->labels[i] != p) == s)
-          dp[i] = (float)(w * exp(k1[s] * (double)mp[i] + k0[s] - pc->lse[s]));
+          dp[i] = (float)(w * exp_d(k1[s] * (double)mp[i] + k0[s] - pc->lse[s]));
     }
   }
 #pragma omp parallel for schedule(static) if (b * C > PAR_MIN)
