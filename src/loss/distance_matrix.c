@@ -24,9 +24,9 @@
 #define NORM_EPS 1e-12
 
 /* OpenBLAS splits even a product of a few MFLOP over every thread, where handing the work out
- * costs more than it saves (a 1024 x 16 x 128 proxy product runs faster on one thread): such
+ * costs more than it saves (a 256 x 16 x 128 proxy product runs faster on one thread): such
  * products run on the calling thread. Returns the thread count to restore, 0 for none. */
-#define SMALL_GEMM_FLOPS (8.0 * 1024 * 1024)
+#define SMALL_GEMM_FLOPS (4.0 * 1024 * 1024)
 static int small_gemm_begin(int64_t m, int64_t n, int64_t k) {
   if (2.0 * (double)m * (double)n * (double)k >= SMALL_GEMM_FLOPS) return 0;
   const int prev = openblas_get_num_threads();
