@@ -17,34 +17,15 @@ Conventions shared with dml:
 import torch
 import torch.nn.functional as F
 
+from loss_ref.common import SIMILARITIES, pair_matrix
+
 _FAR = -1e4  # stands for -inf inside log-sum-exp (keeps gradients finite)
 
 
 def _matrix(emb, labels, ref, distance, normalize):
     """m [b, r], positive and negative masks [b, r], sigma, whether the columns are the batch."""
-    if ref is None:
-        cols, col_labels, self_cols = emb, labels, True
-    else:
-        cols, col_labels, self_cols = ref[0].detach(), ref[1], False
-    x, y = emb, cols
-    if normalize or distance == "cosine":
-        x = F.normalize(x, dim=1)
-        y = F.normalize(y, dim=1)
-    if distance == "euclidean":
-        m = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
-    elif distance == "squared_euclidean":
-        m = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-    elif distance in ("cosine", "dot"):
-        m = x @ y.t()
-    else:
-        raise ValueError(distance)
-    same = labels[:, None] == col_labels[None, :]
-    pos, neg = same.clone(), ~same
-    if self_cols:
-        eye = torch.eye(len(labels), dtype=torch.bool)
-        pos &= ~eye
-    sg = -1.0 if distance in ("cosine", "dot") else 1.0
-    return m, pos, neg, sg, self_cols
+    m, pos, neg, _, _ = pair_matrix(emb, labels, ref, distance, normalize)
+    return m, pos, neg, (-1.0 if distance in SIMILARITIES else 1.0), ref is None
 
 
 def _reduce(terms, active, reduction):

@@ -31,36 +31,20 @@ Run as a script to regenerate tests/fixtures/miners_ref.json (Debian's python3-t
 """
 import json
 import os
+import sys
 
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from loss_ref.common import SIMILARITIES, pair_matrix  # noqa: E402  (also run as a script)
 
 M32 = 0xFFFFFFFF
 
 
 def _matrix(emb, labels, ref, distance, normalize):
     """m [b, r], key [b, r], positive and negative masks [b, r]."""
-    if ref is None:
-        cols, col_labels = emb, labels
-    else:
-        cols, col_labels = ref[0], ref[1]
-    x, y = emb, cols
-    if normalize or distance == "cosine":
-        x = F.normalize(x, dim=1)
-        y = F.normalize(y, dim=1)
-    if distance == "euclidean":
-        m = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
-    elif distance == "squared_euclidean":
-        m = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-    elif distance in ("cosine", "dot"):
-        m = x @ y.t()
-    else:
-        raise ValueError(distance)
-    same = labels[:, None] == col_labels[None, :]
-    pos, neg = same.clone(), ~same
-    if ref is None:
-        pos &= ~torch.eye(len(labels), dtype=torch.bool)
-    key = -m if distance in ("cosine", "dot") else m
+    m, pos, neg, _, _ = pair_matrix(emb, labels, ref, distance, normalize)
+    key = -m if distance in SIMILARITIES else m
     return m, key, pos, neg
 
 

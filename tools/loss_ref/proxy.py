@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from loss_ref.common import SIMILARITIES, distance_matrix
+
 ARC_EPS = 1e-7
 
 
@@ -32,19 +34,8 @@ def _param(params, name):
 
 def _matrix(emb, w, distance, normalize):
     """m [b, rows] between the batch and the rows of w, and sigma."""
-    x, y = emb, w
-    if int(normalize) or distance == "cosine":
-        x = F.normalize(x, dim=1)
-        y = F.normalize(y, dim=1)
-    if distance == "euclidean":
-        m = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
-    elif distance == "squared_euclidean":
-        m = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-    elif distance in ("cosine", "dot"):
-        m = x @ y.t()
-    else:
-        raise ValueError(distance)
-    return m, (-1.0 if distance in ("cosine", "dot") else 1.0)
+    m, _, _ = distance_matrix(emb, w, distance, normalize)
+    return m, (-1.0 if distance in SIMILARITIES else 1.0)
 
 
 def _reduce(terms, reduction, n_mean=None):

@@ -19,7 +19,8 @@ Conventions shared with dml:
     is 0.
 """
 import torch
-import torch.nn.functional as F
+
+from loss_ref.common import SIMILARITIES, pair_matrix
 
 _INF = float("inf")
 
@@ -27,27 +28,8 @@ _INF = float("inf")
 def _matrix(emb, labels, ref, distance, normalize):
     """m [b, r], positive and negative masks, whether m holds similarities, the compared rows
     and columns (normalised when the distance normalises)."""
-    if ref is None:
-        cols, col_labels = emb, labels
-    else:
-        cols, col_labels = ref[0].detach(), ref[1]
-    x, y = emb, cols
-    if int(normalize) or distance == "cosine":
-        x = F.normalize(x, dim=1)
-        y = F.normalize(y, dim=1)
-    if distance == "euclidean":
-        m = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
-    elif distance == "squared_euclidean":
-        m = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-    elif distance in ("cosine", "dot"):
-        m = x @ y.t()
-    else:
-        raise ValueError(distance)
-    same = labels[:, None] == col_labels[None, :]
-    pos, neg = same.clone(), ~same
-    if ref is None:
-        pos &= ~torch.eye(len(labels), dtype=torch.bool)
-    return m, pos, neg, distance in ("cosine", "dot"), x, y
+    m, pos, neg, x, y = pair_matrix(emb, labels, ref, distance, normalize)
+    return m, pos, neg, distance in SIMILARITIES, x, y
 
 
 def _reduce(terms, reduction):
