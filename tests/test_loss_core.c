@@ -283,6 +283,35 @@ TEST(cross_batch_memory_compares_with_past_batches) {
   dml_loss_free(l);
 }
 
+TEST(cross_batch_memory_grows_with_its_content) {
+  /* memory= is a cap: storage follows what the ring holds, so a cap of 10^9 embeddings on a
+   * 12 x 5 batch allocates 24 rows after two steps (a fuzzer found the old eager allocation) */
+  enum { B = 12, D = 5 };
+  float e[B * D], g[B * D], v, v_small;
+  int32_t lab[B];
+  for (int i = 0; i < B; i++) lab[i] = i % 3;
+  fill_random(e, B * D, 51);
+  dml_loss *big = NULL, *small = NULL;
+  ASSERT_OK(dml_loss_new("triplet memory=1000000000", NULL, &big));
+  ASSERT_OK(dml_loss_new("triplet memory=24", NULL, &small));
+  for (int k = 0; k < 3; k++) {
+    ASSERT_OK(dml_loss_compute(big, e, lab, B, D, NULL, &v, g));
+    ASSERT_OK(dml_loss_compute(small, e, lab, B, D, NULL, &v_small, g));
+    ASSERT_NEAR(v, v_small, 1e-6);
+  }
+  ASSERT_EQ_INT(dml_loss_memory_size(big), 3 * B);
+  ASSERT_EQ_INT(dml_loss_memory_size(small), 24);
+  /* a cleared memory takes embeddings of another width */
+  dml_loss_memory_clear(big);
+  float wide[B * 2 * D], gw[B * 2 * D];
+  fill_random(wide, B * 2 * D, 52);
+  ASSERT_OK(dml_loss_compute(big, wide, lab, B, 2 * D, NULL, &v, gw));
+  ASSERT_OK(dml_loss_compute(big, wide, lab, B, 2 * D, NULL, &v, gw));
+  ASSERT_ERROR(dml_loss_compute(big, e, lab, B, D, NULL, &v, g), DML_ERR_SHAPE);
+  dml_loss_free(big);
+  dml_loss_free(small);
+}
+
 TEST(graph_node_combines_with_other_terms) {
   enum { B = 8, D = 5 };
   float e[B * D], g[B * D], v;

@@ -310,7 +310,14 @@ int64_t dml_loss_memory_size(const dml_loss *l) {
 }
 
 void dml_loss_memory_clear(dml_loss *l) {
-  for (int i = 0; l && i < l->n_terms; i++) l->terms[i].memory_len = l->terms[i].memory_head = 0;
+  for (int i = 0; l && i < l->n_terms; i++) {
+    dml__loss_term *t = &l->terms[i];
+    free(t->memory_emb);
+    free(t->memory_labels);
+    t->memory_emb = NULL;
+    t->memory_labels = NULL;
+    t->memory_len = t->memory_head = t->memory_alloc = 0;
+  }
 }
 
 /* Floats spanned by the store's blocks: parameters start on 16-float boundaries, so this is
@@ -366,7 +373,7 @@ static dml_status check_inputs(const dml_loss *l, const float *emb, const int32_
                           "%s compares embeddings with learned class vectors; it takes no "
                           "reference set", t->def->name);
     }
-    if (t->memory_cap > 0 && t->memory_emb && t->dim != d)
+    if (t->memory_len > 0 && t->dim != d)
       return dml__error(DML_ERR_SHAPE, "%s: the memory holds %lld-wide embeddings, got %lld",
                         t->def->name, (long long)t->dim, (long long)d);
   }
@@ -379,7 +386,7 @@ static int64_t term_bytes(const dml__loss_term *t, int64_t b, int64_t d, int64_t
   if (t->def->kind == DML__KIND_PROXY)
     r = t->proxy_rows;
   else
-    r = (n_ref > 0 ? n_ref : b) + t->memory_cap;
+    r = (n_ref > 0 ? n_ref : b) + t->memory_len;
   int64_t f = (int64_t)sizeof(float);
   int64_t bytes = 2 * b * r * f + b * r;           /* m, dm, rel */
   bytes += (r * d + b * d + r * d + 2 * b * d) * f; /* columns, normalised rows and columns,
@@ -390,14 +397,34 @@ static int64_t term_bytes(const dml__loss_term *t, int64_t b, int64_t d, int64_t
   return bytes + 16 * 64;
 }
 
-static void push_memory(dml__loss_term *t, const float *emb, const int32_t *labels, int64_t b,
-                        int64_t d) {
+/* Appends the batch to the ring. The ring's storage grows with its content (doubling) up to
+ * memory_cap rows, so a large memory= costs only what it holds: rows are appended in order
+ * until the ring is full, and only then overwritten from the oldest. */
+static dml_status push_memory(dml__loss_term *t, const float *emb, const int32_t *labels,
+                              int64_t b, int64_t d) {
+  if (t->memory_len == 0) t->dim = d;
+  int64_t want = t->memory_len + b < t->memory_cap ? t->memory_len + b : t->memory_cap;
+  if (want > t->memory_alloc) {
+    int64_t n = t->memory_alloc * 2 > want ? t->memory_alloc * 2 : want;
+    if (n > t->memory_cap) n = t->memory_cap;
+    float *e = realloc(t->memory_emb, (size_t)(n * d) * sizeof(float));
+    if (e) t->memory_emb = e;
+    int32_t *lab = e ? realloc(t->memory_labels, (size_t)n * sizeof(int32_t)) : NULL;
+    if (lab) t->memory_labels = lab;
+    if (!e || !lab)
+      return dml__error(DML_ERR_NO_MEMORY,
+                        "%s: out of memory growing the cross-batch memory to %lld embeddings "
+                        "(memory=%lld); choose a smaller memory=",
+                        t->def->name, (long long)n, (long long)t->memory_cap);
+    t->memory_alloc = n;
+  }
   for (int64_t i = 0; i < b; i++) {
     memcpy(t->memory_emb + t->memory_head * d, emb + i * d, (size_t)d * sizeof(float));
     t->memory_labels[t->memory_head] = labels[i];
     t->memory_head = (t->memory_head + 1) % t->memory_cap;
     if (t->memory_len < t->memory_cap) t->memory_len++;
   }
+  return DML_OK;
 }
 
 /* Runs term t; adds weight * loss to *total, weight * dloss/demb to grad [b, d] and the
@@ -561,14 +588,6 @@ static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels,
   int64_t bytes = 0;
   for (int i = 0; i < l->n_terms; i++) {
     dml__loss_term *t = &l->terms[i];
-    if (t->memory_cap > 0 && !t->memory_emb) {
-      t->memory_emb = malloc((size_t)(t->memory_cap * d) * sizeof(float));
-      t->memory_labels = malloc((size_t)t->memory_cap * sizeof(int32_t));
-      if (!t->memory_emb || !t->memory_labels)
-        return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for a %lld-embedding memory",
-                          t->def->name, (long long)t->memory_cap);
-      t->dim = d;
-    }
     int64_t tb = term_bytes(t, b, d, ref ? ref->n : 0);
     if (tb > bytes) bytes = tb;
   }
@@ -582,7 +601,7 @@ static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels,
     DML_TRY(run_term(l, &l->terms[i], emb, labels, b, d, ref, &total, grad, pgrad));
   }
   for (int i = 0; i < l->n_terms; i++)
-    if (l->terms[i].memory_cap > 0) push_memory(&l->terms[i], emb, labels, b, d);
+    if (l->terms[i].memory_cap > 0) DML_TRY(push_memory(&l->terms[i], emb, labels, b, d));
   l->step++;
   *loss = total;
   return DML_OK;

@@ -126,7 +126,8 @@ struct dml__loss_term {
   int64_t rows_per_class; /* proxy kind: row c*rows_per_class + k belongs to class c */
   /* cross-batch memory (memory= option, pair kind): a ring of detached embeddings */
   int64_t memory_cap, memory_len, memory_head;
-  float *memory_emb;    /* [memory_cap, dim] */
+  int64_t memory_alloc; /* rows allocated: grows with memory_len up to memory_cap */
+  float *memory_emb;    /* [memory_alloc, dim] */
   int32_t *memory_labels;
   void *state;          /* kernel-private */
 };
