@@ -12,6 +12,9 @@
  *   dC_j += 2 c_j sum_i e_ij;   dA = dG C, dC = dG^T A (two sgemm). When the columns are the
  *   batch itself, both ends of a pair are rows of A, so the block is symmetrised (e + e^T) and
  *   one sgemm gives the whole gradient.
+ * Against a few columns (r <= NARROW_COLS: proxies, class weights) the three products are short
+ * dot-product and axpy loops of dml's own instead of sgemm calls: at 1024 x 16 x 128 OpenBLAS
+ * spends more time packing, zeroing and handing out work than multiplying.
  * Through the normalisation: dx = (dx^ - x^ (x^ . dx^)) / ||x||; a zero row has no direction,
  * so it gets no gradient (a constant), rather than the 1e12 that x / max(||x||, eps) implies. */
 #include <cblas.h>
@@ -36,6 +39,92 @@ static int small_gemm_begin(int64_t m, int64_t n, int64_t k) {
 }
 static void small_gemm_end(int prev) {
   if (prev) dml_set_num_threads(prev);
+}
+
+/* Products against at most this many columns run in narrow_*() below. */
+#define NARROW_COLS 64
+#define NARROW_PAR 262144 /* multiply-adds below which a narrow product stays on one thread */
+
+/* m [b, r] = A C^T for r <= NARROW_COLS: one dot product per entry, row i on one thread. */
+static void narrow_product(const float *A, int64_t b, const float *C, int64_t r, int64_t d,
+                           float *m) {
+#pragma omp parallel for schedule(static) if (b * r * d > NARROW_PAR)
+  for (int64_t i = 0; i < b; i++) {
+    const float *a = A + i * d;
+    float *mi = m + i * r;
+    for (int64_t j = 0; j < r; j++) {
+      const float *c = C + j * d;
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < d; k++) s += a[k] * c[k];
+      mi[j] = s;
+    }
+  }
+}
+
+/* Width of the register tiles below: a fixed-size local array that the compiler keeps in
+ * vector registers across the whole reduction (4 zmm / 8 ymm), instead of a row in memory that
+ * every step loads and stores again. */
+#define TILE 64
+
+/* dA [b, d] = alpha G C for G [b, r] (row stride r), r <= NARROW_COLS: row i of dA is a sum of
+ * the rows of C weighted by row i of G. */
+static void narrow_rows_grad(const float *G, int64_t b, int64_t r, const float *C, int64_t d,
+                             float alpha, float *dA) {
+#pragma omp parallel for schedule(static) if (b * r * d > NARROW_PAR)
+  for (int64_t i = 0; i < b; i++) {
+    const float *gi = G + i * r;
+    for (int64_t k0 = 0; k0 < d; k0 += TILE) {
+      float *o = dA + i * d + k0;
+      if (k0 + TILE > d) { /* ragged end */
+        for (int64_t k = 0; k < d - k0; k++) {
+          float s = 0.0f;
+          for (int64_t j = 0; j < r; j++) s += gi[j] * C[j * d + k0 + k];
+          o[k] = alpha * s;
+        }
+        continue;
+      }
+      float acc[TILE] = {0};
+      for (int64_t j = 0; j < r; j++) {
+        const float g = gi[j];
+        const float *c = C + j * d + k0;
+#pragma omp simd
+        for (int t = 0; t < TILE; t++) acc[t] += g * c[t];
+      }
+#pragma omp simd
+      for (int t = 0; t < TILE; t++) o[t] = alpha * acc[t];
+    }
+  }
+}
+
+/* dC [n, d] = alpha G[:, :n]^T A for G [b, r] (row stride r), n <= NARROW_COLS. Each output
+ * tile sums over i in order on one thread, so the result does not depend on the thread
+ * count. */
+static void narrow_cols_grad(const float *G, int64_t b, int64_t r, int64_t n, const float *A,
+                             int64_t d, float alpha, float *dC) {
+  const int64_t tiles = (d + TILE - 1) / TILE;
+#pragma omp parallel for schedule(static) if (b * n * d > NARROW_PAR)
+  for (int64_t p = 0; p < n * tiles; p++) {
+    const int64_t j = p / tiles, k0 = (p % tiles) * TILE;
+    float *o = dC + j * d + k0;
+    if (k0 + TILE > d) {
+      for (int64_t k = 0; k < d - k0; k++) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < b; i++) s += G[i * r + j] * A[i * d + k0 + k];
+        o[k] = alpha * s;
+      }
+      continue;
+    }
+    float acc[TILE] = {0};
+    for (int64_t i = 0; i < b; i++) {
+      const float g = G[i * r + j];
+      const float *a = A + i * d + k0;
+#pragma omp simd
+      for (int t = 0; t < TILE; t++) acc[t] += g * a[t];
+    }
+#pragma omp simd
+    for (int t = 0; t < TILE; t++) o[t] = alpha * acc[t];
+  }
 }
 
 /* out [n, d] = rows of x normalised; norms [n] = ||x_i||. */
@@ -105,8 +194,11 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
       C = cols_n;
     }
   }
-  const int gemm_prev = small_gemm_begin(b, r, d);
-  if (self) {
+  const int narrow = !self && r <= NARROW_COLS;
+  const int gemm_prev = narrow ? 0 : small_gemm_begin(b, r, d);
+  if (narrow) {
+    narrow_product(A, b, C, r, d, m);
+  } else if (self) {
     /* A A^T is symmetric: ssyrk computes the upper triangle (half the work), then mirror */
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)b, (int)d, 1.0f, A, (int)d, 0.0f,
                 m, (int)b);
@@ -249,9 +341,13 @@ dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t 
   }
   /* squared distance = |a|^2 + |c|^2 - 2 a.c: the product part carries a factor -2 */
   const float alpha = euclid ? -2.0f : 1.0f;
-  const int gemm_prev = small_gemm_begin(b, r, d);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, alpha, dm,
-              (int)r, C, (int)d, 0.0f, dA, (int)d);
+  const int narrow = !self && r <= NARROW_COLS;
+  const int gemm_prev = narrow ? 0 : small_gemm_begin(b, r, d);
+  if (narrow)
+    narrow_rows_grad(dm, b, r, C, d, alpha, dA);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)d, (int)r, alpha, dm,
+                (int)r, C, (int)d, 0.0f, dA, (int)d);
   if (euclid)
 #pragma omp parallel for schedule(static) if (b * d > 32768)
     for (int64_t i = 0; i < b; i++) {
@@ -260,8 +356,11 @@ dml_status dml__distance_backward(float *dm, const float *m, int64_t b, int64_t 
       for (int64_t k = 0; k < d; k++) dA[i * d + k] += w * A[i * d + k];
     }
   if (need_dc) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, alpha, dm,
-                (int)r, A, (int)d, 0.0f, dC, (int)d);
+    if (narrow)
+      narrow_cols_grad(dm, b, r, c_rows, A, d, alpha, dC);
+    else
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c_rows, (int)d, (int)b, alpha,
+                  dm, (int)r, A, (int)d, 0.0f, dC, (int)d);
     if (euclid)
       for (int64_t j = 0; j < c_rows; j++) {
         const float w = (float)(2.0 * colsum[j]);

@@ -172,48 +172,60 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
     free(rows);
     return st;
   }
+  /* every logit but the target's is a * (the column of m behind it) (+ bias): a = -sigma scale
+   * for plain heads (z = scale u), scale for cosface / arcface (z = scale cos) */
+  const double a_lin = h->kind == HEAD_PLAIN ? -sg * h->scale : h->scale;
 #pragma omp parallel for schedule(static) if (b * r > PAR_MIN)
   for (int64_t i = 0; i < b; i++) {
     const float *mi = a->m + i * r;
     double *zi = z + i * C;
     const int64_t y = a->labels[i];
     head_row hr = {0.0, 0.0, 0.0};
-    for (int64_t c = 0; c < C; c++) {
-      double v;
-      if (K > 1) {
+    double vy;
+    if (K > 1) { /* sub-centres: the closest of each class's K rows */
+      for (int64_t c = 0; c < C; c++) {
         int64_t best = c * K;
         for (int64_t k = 1; k < K; k++)
           if (mi[c * K + k] > mi[best]) best = c * K + k;
         col[i * C + c] = (int32_t)best;
-        v = mi[best];
-      } else {
-        v = mi[c];
+        zi[c] = a_lin * mi[best];
       }
-      if (h->kind == HEAD_PLAIN) {
-        zi[c] = h->scale * (-sg * v) + (h->bias ? (double)h->bias[c] : 0.0);
-        if (c == y) hr.dzy = -sg * h->scale;
-      } else if (c != y) {
-        zi[c] = h->scale * v;
-      } else if (h->kind == HEAD_COSFACE) {
-        zi[c] = h->scale * (v - h->margin);
-        hr.dzy = h->scale;
-      } else {
-        zi[c] = arcface_target(v, h->scale, h->margin, &hr.dzy);
-      }
+      vy = mi[col[i * C + y]];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) zi[c] = a_lin * mi[c];
+      vy = mi[y];
     }
-    double mx = -INFINITY;
-    for (int64_t c = 0; c < C; c++)
-      if (!(h->exclude_target && c == y) && zi[c] > mx) mx = zi[c];
-    /* zi becomes the softmax probabilities, which are all the backward needs */
-    double s = 0.0, zsum = 0.0;
+    if (h->bias)
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) zi[c] += (double)h->bias[c];
+    /* the target logit */
+    if (h->kind == HEAD_PLAIN) {
+      hr.dzy = a_lin;
+    } else if (h->kind == HEAD_COSFACE) {
+      zi[y] = h->scale * (vy - h->margin);
+      hr.dzy = h->scale;
+    } else {
+      zi[y] = arcface_target(vy, h->scale, h->margin, &hr.dzy);
+    }
     const double zy = zi[y];
+    double zsum = 0.0;
+    if (eps != 0.0)
+#pragma omp simd reduction(+ : zsum)
+      for (int64_t c = 0; c < C; c++) zsum += zi[c];
+    if (h->exclude_target) zi[y] = -INFINITY; /* exp_d gives exactly 0 */
+    double mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int64_t c = 0; c < C; c++) mx = zi[c] > mx ? zi[c] : mx;
+    /* zi becomes the softmax probabilities, which are all the backward needs */
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
     for (int64_t c = 0; c < C; c++) {
-      zsum += zi[c];
-      const double e = (h->exclude_target && c == y) ? 0.0 : exp_d(zi[c] - mx);
-      s += e;
-      zi[c] = e;
+      zi[c] = exp_d(zi[c] - mx);
+      s += zi[c];
     }
     const double inv = 1.0 / s;
+#pragma omp simd
     for (int64_t c = 0; c < C; c++) zi[c] *= inv;
     hr.lse = mx + log(s);
     hr.loss = hr.lse - (1.0 - eps) * zy - (eps != 0.0 ? eps / (double)C * zsum : 0.0);
@@ -229,31 +241,30 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
   }
   const double scale = dml__reduce_scale(a->red, b, nz);
   *loss = scale * total;
-  const double dcommon = -sg * h->scale; /* dz/dm of a plain logit */
 #pragma omp parallel for schedule(static) if (b * r > PAR_MIN)
   for (int64_t i = 0; i < b; i++) {
     double *zi = z + i * C;
     float *di = a->dm + i * r;
     const int64_t y = a->labels[i];
-    const int active = scale != 0.0 && (!only_pos || rows[i].loss > 0.0);
-    for (int64_t c = 0; c < C; c++) {
-      double g = 0.0; /* dL/dz_c */
-      if (active) {
-        if (h->exclude_target)
-          g = c == y ? -1.0 : zi[c];
-        else
-          g = zi[c] - (c == y ? 1.0 - eps : 0.0) - eps / (double)C;
-        g *= scale;
+    if (scale == 0.0 || (only_pos && !(rows[i].loss > 0.0))) {
+      memset(zi, 0, (size_t)C * sizeof(double)); /* dL/dz = 0: no bias gradient either */
+      continue;
+    }
+    /* dL/dz_c = p_c - eps / C, and at the target -1 (proxy_nca) or p_y - (1 - eps) - eps / C */
+    const double epsc = eps / (double)C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) zi[c] = scale * (zi[c] - epsc);
+    zi[y] = h->exclude_target ? -scale : zi[y] - scale * (1.0 - eps);
+    if (K > 1) {
+      for (int64_t c = 0; c < C; c++) {
+        const double dzdm = c == y ? rows[i].dzy : a_lin;
+        di[col[i * C + c]] += (float)(zi[c] * dzdm);
       }
-      zi[c] = g;
-      if (g == 0.0) continue;
-      double dzdm = dcommon;
-      if (c == y)
-        dzdm = rows[i].dzy;
-      else if (h->kind != HEAD_PLAIN)
-        dzdm = h->scale;
-      const int64_t j = K > 1 ? col[i * C + c] : c;
-      di[j] += (float)(g * dzdm);
+    } else {
+      const float dy = di[y];
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) di[c] += (float)(zi[c] * a_lin);
+      di[y] = dy + (float)(zi[y] * rows[i].dzy);
     }
   }
   if (h->dbias) {
