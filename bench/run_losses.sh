@@ -9,6 +9,7 @@
 # Environment: DML_BENCH_BUILD_DIR (default build/bench), PYTHON (default /usr/bin/python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/blas_env.sh
 
 threads=2
 reps=20

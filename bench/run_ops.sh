@@ -13,6 +13,7 @@
 # Debian's python3-torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/blas_env.sh
 
 threads=2
 reps=20

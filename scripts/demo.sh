@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh demo
+. scripts/blas_env.sh
 build=${DML_BUILD_DIR:-build/release}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDML_BUILD_TESTS=OFF > /dev/null
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target dml_cli > /dev/null

@@ -427,11 +427,12 @@ static dml_status push_memory(dml__loss_term *t, const float *emb, const int32_t
   return DML_OK;
 }
 
-/* Runs term t; adds weight * loss to *total, weight * dloss/demb to grad [b, d] and the
- * weighted parameter gradients to pgrad (store layout). */
+/* Runs term t; adds weight * loss to *total, weight * dloss/demb to grad [b, d] (direct: writes
+ * it there, grad's old content is ignored; only for a term without select_rows, which always
+ * reaches the backward) and the weighted parameter gradients to pgrad (store layout). */
 static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
                            const int32_t *labels, int64_t b, int64_t d, const dml_loss_ref *ref,
-                           double *total, float *grad, float *pgrad) {
+                           double *total, float *grad, float *pgrad, int direct) {
   const int proxy = t->def->kind == DML__KIND_PROXY;
   const int64_t f = (int64_t)sizeof(float);
   /* a loss that reads few rows runs on that sub-batch */
@@ -491,7 +492,7 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
   uint8_t *rel = ws_take(l, b * r);
   float *an = t->normalize ? ws_take(l, b * d * f) : NULL;
   float *cn = t->normalize ? ws_take(l, r * d * f) : NULL;
-  float *dA = ws_take(l, b * d * f), *dC = ws_take(l, r * d * f);
+  float *dA = direct ? grad : ws_take(l, b * d * f), *dC = ws_take(l, r * d * f);
   int32_t *tbuf = t->miner ? ws_take(l, 3 * b * r * (int64_t)sizeof(int32_t)) : NULL;
   if (!m || !dm || !rel || !dA || !dC || (t->normalize && (!an || !cn)) || (t->miner && !tbuf))
     return dml__error(DML_ERR_INTERNAL, "loss workspace too small");
@@ -570,7 +571,7 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
   if (sel) {
     for (int64_t i = 0; i < b; i++)
       for (int64_t k = 0; k < d; k++) grad[sel[i] * d + k] += dA[i * d + k];
-  } else {
+  } else if (!direct) {
     for (int64_t k = 0; k < b * d; k++) grad[k] += dA[k];
   }
   if (proxy) {
@@ -592,13 +593,16 @@ static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels,
     if (tb > bytes) bytes = tb;
   }
   DML_TRY(ws_reserve(l, bytes));
-  memset(grad, 0, (size_t)(b * d) * sizeof(float));
+  /* the first term writes its gradient straight into grad unless it may skip the backward */
+  const int direct = !l->terms[0].def->select_rows;
+  if (!direct) memset(grad, 0, (size_t)(b * d) * sizeof(float));
   const int64_t np = store_span(l->store);
   if (np) memset(pgrad, 0, (size_t)np * sizeof(float));
   double total = 0.0;
   for (int i = 0; i < l->n_terms; i++) {
     l->ws_used = 0;
-    DML_TRY(run_term(l, &l->terms[i], emb, labels, b, d, ref, &total, grad, pgrad));
+    DML_TRY(run_term(l, &l->terms[i], emb, labels, b, d, ref, &total, grad, pgrad,
+                     i == 0 && direct));
   }
   for (int i = 0; i < l->n_terms; i++)
     if (l->terms[i].memory_cap > 0) DML_TRY(push_memory(&l->terms[i], emb, labels, b, d));
