@@ -2,6 +2,9 @@
 (tools/loss_ref/, the same code that produces the test fixtures, run here in float32), on the
 same embeddings (fill() reproduces bench_fill() bit for bit), the same labels and the same
 parameter values (read from dml's JSON), forward + backward, median of the repetitions in ms.
+Euclidean distances go through torch.cdist's matrix-product path (the fast form a PyTorch user
+gets from torch.cdist or pytorch-metric-learning), not the plain formula the fixtures use;
+--plain-distances times the fixtures' form instead.
 The loss value of the first call is written too, so the report can check that both sides
 computed the same thing.
 
@@ -98,8 +101,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", required=True)
+    ap.add_argument("--plain-distances", action="store_true",
+                    help="Euclidean distances by the plain formula (as the test fixtures) "
+                         "instead of torch.cdist's matrix-product path")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    import loss_ref.common
+    loss_ref.common.MATMUL_DISTANCES = not a.plain_distances
     with open(a.dml) as f:
         doc = json.load(f)
     reg = registry()

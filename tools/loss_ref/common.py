@@ -5,6 +5,12 @@ import torch.nn.functional as F
 
 SIMILARITIES = ("cosine", "dot")
 
+# Timing mode, set by bench/losses_torch.py: Euclidean distances through torch.cdist's
+# matrix-product path and squared ones as |x|^2 + |y|^2 - 2 x.y, the fast forms a PyTorch user
+# writes (pytorch-metric-learning's LpDistance calls torch.cdist). The fixtures keep False: the
+# plain formulas, independent of dml's GEMM expansion.
+MATMUL_DISTANCES = False
+
 
 def distance_matrix(x, y, distance, normalize):
     """m [b, r] between the rows of x and y, and the rows compared (L2-normalised first when
@@ -13,7 +19,10 @@ def distance_matrix(x, y, distance, normalize):
         x = F.normalize(x, dim=1)
         y = F.normalize(y, dim=1)
     if distance == "euclidean":
-        m = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+        m = torch.cdist(x, y) if MATMUL_DISTANCES else \
+            torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+    elif distance == "squared_euclidean" and MATMUL_DISTANCES:
+        m = (x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2.0 * x @ y.t()).clamp_min(0)
     elif distance == "squared_euclidean":
         m = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
     elif distance in SIMILARITIES:
