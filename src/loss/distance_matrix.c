@@ -246,15 +246,18 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
       float *row = m + i * r;
       const double ni = na[i];
       /* vectorised expansion; the few close pairs are redone directly below */
-      int close = 0;
-#pragma omp simd reduction(+ : close)
+      /* the sum in double, rounded once; the compare and the count in float, which gcc 12
+       * vectorises (a double or int count next to double compares, or omp simd here, leaves
+       * the loop scalar); the count only says whether the scan below is needed */
+      float close = 0.0f;
       for (int64_t j = 0; j < r; j++) {
-        const double s2 = ni + nc[j] - 2.0 * row[j];
-        close += s2 < 0.01 * (ni + nc[j]);
-        row[j] = (float)(s2 > 0.0 ? s2 : 0.0);
+        const double nn = ni + nc[j];
+        const float s2 = (float)(nn - 2.0 * (double)row[j]), lim = (float)(0.01 * nn);
+        close += s2 < lim ? 1.0f : 0.0f;
+        row[j] = s2 > 0.0f ? s2 : 0.0f;
       }
       if (self) { /* a row is at distance 0 from itself */
-        close -= (double)row[i] < 0.01 * (ni + nc[i]);
+        close -= row[i] < (float)(0.01 * (ni + nc[i])) ? 1.0f : 0.0f;
         row[i] = 0.0f;
       }
       if (close > 0)

@@ -47,10 +47,12 @@
  *
  * A loss with no valid term is 0 with a zero gradient. Row loops run in parallel; per-row
  * partial sums (double) are added in row order, so results do not depend on the thread count. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
 #include "loss/loss_internal.h"
+#include "loss/loss_math.h"
 
 #define PAR_MIN 4096
 #define BIG 1e6
@@ -63,16 +65,26 @@ static double sign_of(const dml__loss_args *a) { return a->sim ? -1.0 : 1.0; }
  * when there is none. */
 static double row_lse(const float *m, const uint8_t *rel, int64_t r, uint8_t want, double off,
                       double sg) {
-  double mx = -INFINITY;
-  for (int64_t k = 0; k < r; k++)
-    if (rel[k] == want) {
-      const double x = off + sg * (double)m[k];
-      if (x > mx) mx = x;
-    }
-  if (mx == -INFINITY) return -INFINITY;
+  /* branch-free so that both passes vectorise: w_k = [rel_k == want] as 0 / 1 (pos_f, neg_f);
+   * a masked-out lane is -DBL_MAX in the max and e^0 * 0 in the sum */
+  const double wp = want == DML__REL_POS, wn = 1.0 - wp;
+  double mx = -DBL_MAX, cnt = 0.0;
+#pragma omp simd reduction(max : mx) reduction(+ : cnt)
+  for (int64_t k = 0; k < r; k++) {
+    const float c = (float)rel[k];
+    const double w = wp * pos_f(c) + wn * neg_f(c);
+    const double v = (off + sg * (double)m[k]) * w + (w - 1.0) * DBL_MAX;
+    mx = v > mx ? v : mx;
+    cnt += w;
+  }
+  if (cnt == 0.0) return -INFINITY;
   double s = 0.0;
-  for (int64_t k = 0; k < r; k++)
-    if (rel[k] == want) s += exp(off + sg * (double)m[k] - mx);
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < r; k++) {
+    const float c = (float)rel[k];
+    const double w = wp * pos_f(c) + wn * neg_f(c);
+    s += w * exp_d((off + sg * (double)m[k] - mx) * w);
+  }
   return mx + log(s);
 }
 
@@ -510,11 +522,13 @@ static dml_status lifted_forward(dml__loss_term *t, const dml__loss_args *a, dou
           if (jv > 0.0) ai += scale * jv * exp(lse[i] - u);
         }
       if (ai == 0.0) continue;
-      for (int64_t k = 0; k < r; k++)
-        if (ri[k] == DML__REL_NEG) {
-          const double w = exp(mg - sg * (double)mi[k] - lse[i]);
-          di[k] -= (float)(sg * ai * w);
-        }
+      /* exponents <= 0 (L_i is their LSE); other columns are multiplied by 0 */
+      const double base = mg - lse[i], f = sg * ai;
+#pragma omp simd
+      for (int64_t k = 0; k < r; k++) {
+        const double w = neg_f((float)ri[k]);
+        di[k] -= (float)(f * w * exp_d((base - sg * (double)mi[k]) * w));
+      }
     }
   }
   free(lse);
@@ -577,11 +591,13 @@ static dml_status glifted_forward(dml__loss_term *t, const dml__loss_args *a, do
       const float *mi = a->m + i * r;
       const uint8_t *ri = a->rel + i * r;
       float *di = a->dm + i * r;
+      /* both exponents <= 0 (lp, ln are their LSEs); other columns are multiplied by 0 */
+      const double f = sg * scale, op = -pm - lp[i], on = nm - ln[i];
+#pragma omp simd
       for (int64_t j = 0; j < r; j++) {
-        if (ri[j] == DML__REL_POS)
-          di[j] += (float)(sg * scale * exp(sg * (double)mi[j] - pm - lp[i]));
-        else if (ri[j] == DML__REL_NEG)
-          di[j] -= (float)(sg * scale * exp(nm - sg * (double)mi[j] - ln[i]));
+        const float c = (float)ri[j];
+        const double wp = pos_f(c), wn = neg_f(c), v = sg * (double)mi[j];
+        di[j] += (float)(f * (wp * exp_d((v + op) * wp) - wn * exp_d((on - v) * wn)));
       }
     }
   }

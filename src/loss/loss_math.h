@@ -42,4 +42,12 @@ static inline double exp_d(double x) {
   return v;
 }
 
+/* Relation masks as floats: with c = rel (DML__REL_NONE 0, POS 1, NEG 2) as a float,
+ * positive = c (2 - c) and negative = c (c - 1) / 2 are exactly 0 or 1. Row loops select by
+ * multiplying with them (a masked-out lane gets +-FLT_MAX in a min / max, 0 in a sum): gcc 12
+ * vectorises that, while ?: on the relations, and sometimes on floats next to a reduction,
+ * leaves the loop scalar. */
+static inline float pos_f(float c) { return c * (2.0f - c); }
+static inline float neg_f(float c) { return 0.5f * c * (c - 1.0f); }
+
 #endif

@@ -194,12 +194,7 @@ static inline float log1p_f(float v) {
   return 2.0f * v * q;
 }
 
-/* Relation masks as floats: with c = rel (0, 1, 2) as a float, positive = c (2 - c) and
- * negative = c (c - 1) / 2 are exactly 0 or 1. The row loops select by multiplying with them
- * (a masked-out lane gets +-FLT_MAX in a min / max, 0 in a sum): gcc 12 vectorises that, while
- * ?: on the relations, and sometimes on floats next to a reduction, leaves the loop scalar. */
-static inline float pos_f(float c) { return c * (2.0f - c); }
-static inline float neg_f(float c) { return 0.5f * c * (c - 1.0f); }
+/* pos_f / neg_f (loss_math.h) select by multiplication. */
 
 /* ---- multi-similarity ---- */
 
