@@ -23,6 +23,7 @@
 
 #include "dml/threads.h"
 #include "loss/loss_internal.h"
+#include "loss/loss_math.h"
 
 #define NORM_EPS 1e-12
 
@@ -45,14 +46,6 @@ static void small_gemm_end(int prev) {
 #define NARROW_COLS 64
 #define NARROW_PAR 262144 /* multiply-adds below which a narrow product stays on one thread */
 
-/* a * b + c, fused where the target has FMA (-march=native on any current x86 or ARM): a
- * vectorised fmaf without hardware FMA would be a libm call per element. */
-#ifdef __FMA__
-#define MADD(a, b, c) fmaf((a), (b), (c))
-#else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
 /* m [b, r] = A C^T for r <= NARROW_COLS: dot products, four columns at a time so each load of
  * a row of A feeds four independent sums; row i on one thread. */
 static void narrow_product(const float *A, int64_t b, const float *C, int64_t r, int64_t d,
@@ -67,10 +60,10 @@ static void narrow_product(const float *A, int64_t b, const float *C, int64_t r,
       float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
       for (int64_t k = 0; k < d; k++) {
-        s0 = MADD(a[k], c0[k], s0);
-        s1 = MADD(a[k], c1[k], s1);
-        s2 = MADD(a[k], c2[k], s2);
-        s3 = MADD(a[k], c3[k], s3);
+        s0 = FMAF(a[k], c0[k], s0);
+        s1 = FMAF(a[k], c1[k], s1);
+        s2 = FMAF(a[k], c2[k], s2);
+        s3 = FMAF(a[k], c3[k], s3);
       }
       mi[j] = s0, mi[j + 1] = s1, mi[j + 2] = s2, mi[j + 3] = s3;
     }
@@ -78,7 +71,7 @@ static void narrow_product(const float *A, int64_t b, const float *C, int64_t r,
       const float *c = C + j * d;
       float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < d; k++) s = MADD(a[k], c[k], s);
+      for (int64_t k = 0; k < d; k++) s = FMAF(a[k], c[k], s);
       mi[j] = s;
     }
   }
@@ -115,7 +108,7 @@ static void narrow_rows_grad(const float *G, int64_t b, int64_t r, const float *
         const float g = gi[j];
         const float *c = C + j * d + k0;
 #pragma omp simd
-        for (int t = 0; t < TILE; t++) acc[t] = MADD(g, c[t], acc[t]);
+        for (int t = 0; t < TILE; t++) acc[t] = FMAF(g, c[t], acc[t]);
       }
 #pragma omp simd
       for (int t = 0; t < TILE; t++) o[t] = alpha * acc[t];
@@ -146,7 +139,7 @@ static void narrow_cols_grad(const float *G, int64_t b, int64_t r, int64_t n, co
       const float g = G[i * r + j];
       const float *a = A + i * d + k0;
 #pragma omp simd
-      for (int t = 0; t < TILE; t++) acc[t] = MADD(g, a[t], acc[t]);
+      for (int t = 0; t < TILE; t++) acc[t] = FMAF(g, a[t], acc[t]);
     }
 #pragma omp simd
     for (int t = 0; t < TILE; t++) o[t] = alpha * acc[t];

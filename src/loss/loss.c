@@ -279,6 +279,17 @@ dml_status dml_loss_new(const char *spec, const dml_loss_config *cfg, dml_loss *
   return DML_OK;
 }
 
+void *dml__loss_scratch(dml__loss_term *t, int64_t bytes) {
+  if (bytes <= t->scratch_bytes) return t->scratch;
+  dml_free_aligned(t->scratch);
+  t->scratch = dml_alloc_aligned(bytes);
+  t->scratch_bytes = t->scratch ? bytes : 0;
+  if (!t->scratch)
+    dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for %lld bytes of scratch", t->def->name,
+               (long long)bytes);
+  return t->scratch;
+}
+
 void dml_loss_free(dml_loss *l) {
   if (!l) return;
   for (int i = 0; i < l->n_terms; i++) {
@@ -286,6 +297,7 @@ void dml_loss_free(dml_loss *l) {
     if (t->def && t->def->release) t->def->release(t);
     free(t->memory_emb);
     free(t->memory_labels);
+    dml_free_aligned(t->scratch);
   }
   dml_params_free(l->store);
   dml_free_aligned(l->ws);

@@ -65,27 +65,29 @@ static double sign_of(const dml__loss_args *a) { return a->sim ? -1.0 : 1.0; }
  * when there is none. */
 static double row_lse(const float *m, const uint8_t *rel, int64_t r, uint8_t want, double off,
                       double sg) {
-  /* branch-free so that both passes vectorise: w_k = [rel_k == want] as 0 / 1 (pos_f, neg_f);
-   * a masked-out lane is -DBL_MAX in the max and e^0 * 0 in the sum */
-  const double wp = want == DML__REL_POS, wn = 1.0 - wp;
-  double mx = -DBL_MAX, cnt = 0.0;
+  /* branch-free so that both passes vectorise, in float (16 lanes; exp_f): w_k = [rel_k ==
+   * want] as 0 / 1 (pos_f, neg_f); a masked-out lane is -FLT_MAX in the max and 0 in the sum.
+   * The exponents are unscaled distances or similarities plus a margin, so float rounding of
+   * x costs ~1e-7 relative in e^(x - max); the sum is in double. */
+  const float wp = want == DML__REL_POS, wn = 1.0f - wp, fo = (float)off, fs = (float)sg;
+  float mx = -FLT_MAX, cnt = 0.0f;
 #pragma omp simd reduction(max : mx) reduction(+ : cnt)
   for (int64_t k = 0; k < r; k++) {
     const float c = (float)rel[k];
-    const double w = wp * pos_f(c) + wn * neg_f(c);
-    const double v = (off + sg * (double)m[k]) * w + (w - 1.0) * DBL_MAX;
+    const float w = wp * pos_f(c) + wn * neg_f(c);
+    const float v = FMAF(fs, m[k], fo) * w + (w - 1.0f) * FLT_MAX;
     mx = v > mx ? v : mx;
     cnt += w;
   }
-  if (cnt == 0.0) return -INFINITY;
+  if (cnt == 0.0f) return -INFINITY;
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
   for (int64_t k = 0; k < r; k++) {
     const float c = (float)rel[k];
-    const double w = wp * pos_f(c) + wn * neg_f(c);
-    s += w * exp_d((off + sg * (double)m[k] - mx) * w);
+    const float w = wp * pos_f(c) + wn * neg_f(c);
+    s += (double)(w * exp_f((FMAF(fs, m[k], fo) - mx) * w));
   }
-  return mx + log(s);
+  return (double)mx + log(s);
 }
 
 static double logaddexp(double x, double y) {
@@ -456,14 +458,25 @@ static double lifted_j(const dml__loss_args *a, const double *lse, int64_t i, in
 }
 
 static dml_status lifted_forward(dml__loss_term *t, const dml__loss_args *a, double *loss) {
-  const int64_t b = a->b, r = a->r;
+  const int64_t b = a->b, r = a->r, nself = a->self_cols;
   const double sg = sign_of(a), mg = sg * t->opt[LIF_MARGIN];
-  double *lse; /* [b] L_i = LSE_{k in N_i} (sigma margin - v_ik) */
+  /* lse [b] L_i = LSE_{k in N_i} (sigma margin - v_ik), colw [b] (column part of A_i below);
+   * jv, uv [b, r]: J_ij and U_ij of each positive pair with J_ij > 0, 0 and +inf elsewhere,
+   * so that the gradient passes are branch-free and J, U are taken once per pair */
+  double *lse;
   red_row *rows;
-  DML_TRY(alloc_rows("lifted", b, sizeof(double), (void **)&lse));
+  float *jv = NULL, *uv = NULL;
+  DML_TRY(alloc_rows("lifted", 2 * b, sizeof(double), (void **)&lse));
+  double *colw = lse + b;
   dml_status st = alloc_rows("lifted", b, sizeof(red_row), (void **)&rows);
+  if (st == DML_OK) {
+    jv = dml__loss_scratch(t, 2 * b * r * (int64_t)sizeof(float));
+    if (!jv) st = DML_ERR_NO_MEMORY;
+    uv = jv ? jv + b * r : NULL;
+  }
   if (st != DML_OK) {
     free(lse);
+    free(rows);
     return st;
   }
 #pragma omp parallel for schedule(static) if (b * r > PAR_MIN)
@@ -472,15 +485,20 @@ static dml_status lifted_forward(dml__loss_term *t, const dml__loss_args *a, dou
 #pragma omp parallel for schedule(static) if (b * r > PAR_MIN)
   for (int64_t i = 0; i < b; i++) {
     const uint8_t *ri = a->rel + i * r;
+    float *ji = jv + i * r, *ui = uv + i * r;
     red_row acc = {0, 0, 0.0};
     for (int64_t j = 0; j < r; j++) {
+      ji[j] = 0.0f;
+      ui[j] = INFINITY;
       if (ri[j] != DML__REL_POS) continue;
       double u;
-      const double jv = lifted_j(a, lse, i, j, sg, &u);
+      const double J = lifted_j(a, lse, i, j, sg, &u);
       acc.n++;
-      if (jv > 0.0) {
+      if (J > 0.0) {
         acc.nz++;
-        acc.sum += 0.5 * jv * jv;
+        acc.sum += 0.5 * J * J;
+        ji[j] = (float)J;
+        ui[j] = (float)u;
       }
     }
     rows[i] = acc;
@@ -498,32 +516,37 @@ static dml_status lifted_forward(dml__loss_term *t, const dml__loss_args *a, dou
     /* c_ij = scale [J_ij]+ = dL/dJ_ij. dv_ij += c_ij; row i's negatives get
      * -w_ik A_i with w_ik = exp(sigma margin - v_ik - L_i) and
      * A_i = sum over the pairs whose union holds N_i of c exp(L_i - U): the pairs (i, j) of row
-     * i, and the pairs (j', i) of other rows whose column i is batch row i. */
+     * i, and the pairs (k, i) of other rows whose column i is batch row i (colw[i], summed
+     * over k in order by the thread that owns column i). */
+    enum { CB = 256 };
+#pragma omp parallel for schedule(static) if (b * nself > PAR_MIN)
+    for (int64_t j0 = 0; j0 < nself; j0 += CB) {
+      const int64_t j1 = j0 + CB < nself ? j0 + CB : nself;
+      for (int64_t j = j0; j < j1; j++) colw[j] = 0.0;
+      for (int64_t k = 0; k < b; k++) {
+        const float *jk = jv + k * r, *uk = uv + k * r;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; j++)
+          colw[j] += (double)jk[j] * exp_d(lse[j] - (double)uk[j]);
+      }
+    }
 #pragma omp parallel for schedule(static) if (b * r > PAR_MIN)
     for (int64_t i = 0; i < b; i++) {
-      const float *mi = a->m + i * r;
+      const float *mi = a->m + i * r, *ji = jv + i * r, *ui = uv + i * r;
       const uint8_t *ri = a->rel + i * r;
       float *di = a->dm + i * r;
+      const double li = lse[i];
       double ai = 0.0;
+#pragma omp simd reduction(+ : ai)
       for (int64_t j = 0; j < r; j++) {
-        if (ri[j] != DML__REL_POS) continue;
-        double u;
-        const double jv = lifted_j(a, lse, i, j, sg, &u);
-        if (!(jv > 0.0)) continue;
-        const double c = scale * jv;
-        di[j] += (float)(sg * c);
-        ai += c * exp(lse[i] - u);
+        di[j] += (float)(sg * scale * (double)ji[j]);
+        ai += (double)ji[j] * exp_d(li - (double)ui[j]);
       }
-      if (i < a->self_cols && lse[i] != -INFINITY)
-        for (int64_t k = 0; k < b; k++) {
-          if (a->rel[k * r + i] != DML__REL_POS) continue;
-          double u;
-          const double jv = lifted_j(a, lse, k, i, sg, &u);
-          if (jv > 0.0) ai += scale * jv * exp(lse[i] - u);
-        }
-      if (ai == 0.0) continue;
+      if (i < nself) ai += colw[i];
+      ai *= scale;
+      if (ai == 0.0 || li == -INFINITY) continue;
       /* exponents <= 0 (L_i is their LSE); other columns are multiplied by 0 */
-      const double base = mg - lse[i], f = sg * ai;
+      const double base = mg - li, f = sg * ai;
 #pragma omp simd
       for (int64_t k = 0; k < r; k++) {
         const double w = neg_f((float)ri[k]);

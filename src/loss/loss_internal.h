@@ -130,6 +130,8 @@ struct dml__loss_term {
   float *memory_emb;    /* [memory_alloc, dim] */
   int32_t *memory_labels;
   void *state;          /* kernel-private */
+  void *scratch;        /* dml__loss_scratch's block, kept between calls */
+  int64_t scratch_bytes;
 };
 
 /* Declares parameter `slot` (0, 1, ... in order) of term t as "<index>.<name>". Slot 0 of a
@@ -138,6 +140,11 @@ dml_status dml__loss_add_param(dml__loss_term *t, const char *name, int ndim,
                                const int64_t *shape, int trainable);
 /* The parameter in a slot (pointers are stable once the store is laid out). */
 dml_param *dml__loss_param(const dml__loss_term *t, int slot);
+
+/* A 64-byte-aligned block of at least `bytes` for the kernel of term t, kept by the term and
+ * reused by its next call (a fresh multi-megabyte allocation per call costs page faults
+ * every time); contents undefined. NULL with the error set when out of memory. */
+void *dml__loss_scratch(dml__loss_term *t, int64_t bytes);
 
 /* The loss families, each a NULL-terminated list in its own file; dml__loss_find looks through
  * all of them (loss_registry.c). */

@@ -144,57 +144,7 @@ static kctx make_ctx(const dml__loss_term *t, const dml__loss_args *a) {
  * (circle) or formed from differences of two floats of m, which are exact or rounded once,
  * times the scale (multi_similarity, supcon, ntxent). Sums stay in double. */
 
-#if defined(__FMA__)
-#define FMAF(x, y, z) fmaf(x, y, z)
-#else
-#define FMAF(x, y, z) ((x) * (y) + (z))
-#endif
-
-/* e^y in float for y in [-87, 64], y outside taken as the nearest end (e^-87 = 1.6e-38,
- * e^64 = 6e27: lanes that are masked out may hold any exponent; callers multiply them by 0).
- * The kernels' exponents are <= 0 up to rounding. y = n ln2 + t, |t| <= ln2/2 (ln2 split in two
- * so n ln2 is exact), e^t by its degree-7 Taylor polynomial (relative error < 6e-9), 2^n put
- * into the exponent bits; vectorises (no branch, no table). */
-static inline float exp_f(float y) {
-  y = y < 64.0f ? y : 64.0f;
-  y = y > -87.0f ? y : -87.0f;
-  const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  float kf = FMAF(y, 1.44269504f, shift);
-  uint32_t ki;
-  memcpy(&ki, &kf, sizeof ki);
-  kf -= shift;
-  float t = FMAF(kf, -0.693359375f, y);
-  t = FMAF(kf, 2.12194440e-4f, t);
-  float q = 1.0f / 5040.0f;
-  q = FMAF(q, t, 1.0f / 720.0f);
-  q = FMAF(q, t, 1.0f / 120.0f);
-  q = FMAF(q, t, 1.0f / 24.0f);
-  q = FMAF(q, t, 1.0f / 6.0f);
-  q = FMAF(q, t, 0.5f);
-  q = FMAF(q, t, 1.0f);
-  q = FMAF(q, t, 1.0f);
-  /* the low 9 bits of ki hold n + 2^22 (mod 512); n + 127 lies in [1, 219] */
-  const uint32_t bits = (ki + 127u) << 23;
-  float sc;
-  memcpy(&sc, &bits, sizeof sc);
-  return q * sc;
-}
-
-/* log(1 + e) in float for e in [0, 1], given v = e / (2 + e) <= 1/3: 2 atanh(v) by its series
- * to v^13 (relative error < 2e-8); vectorises. */
-static inline float log1p_f(float v) {
-  const float v2 = v * v;
-  float q = 1.0f / 13.0f;
-  q = FMAF(q, v2, 1.0f / 11.0f);
-  q = FMAF(q, v2, 1.0f / 9.0f);
-  q = FMAF(q, v2, 1.0f / 7.0f);
-  q = FMAF(q, v2, 1.0f / 5.0f);
-  q = FMAF(q, v2, 1.0f / 3.0f);
-  q = FMAF(q, v2, 1.0f);
-  return 2.0f * v * q;
-}
-
-/* pos_f / neg_f (loss_math.h) select by multiplication. */
+/* FMAF, exp_f, log1p_f, pos_f, neg_f: loss_math.h. */
 
 /* ---- multi-similarity ---- */
 
