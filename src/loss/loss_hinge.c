@@ -545,12 +545,13 @@ static dml_status lifted_forward(dml__loss_term *t, const dml__loss_args *a, dou
       if (i < nself) ai += colw[i];
       ai *= scale;
       if (ai == 0.0 || li == -INFINITY) continue;
-      /* exponents <= 0 (L_i is their LSE); other columns are multiplied by 0 */
-      const double base = mg - li, f = sg * ai;
+      /* exponents <= 0 (L_i is their LSE), in float as in row_lse; other columns are
+       * multiplied by 0 */
+      const float base = (float)(mg - li), f = (float)(sg * ai), fs = (float)sg;
 #pragma omp simd
       for (int64_t k = 0; k < r; k++) {
-        const double w = neg_f((float)ri[k]);
-        di[k] -= (float)(f * w * exp_d((base - sg * (double)mi[k]) * w));
+        const float w = neg_f((float)ri[k]);
+        di[k] -= f * w * exp_f((base - fs * mi[k]) * w);
       }
     }
   }
@@ -614,13 +615,15 @@ static dml_status glifted_forward(dml__loss_term *t, const dml__loss_args *a, do
       const float *mi = a->m + i * r;
       const uint8_t *ri = a->rel + i * r;
       float *di = a->dm + i * r;
-      /* both exponents <= 0 (lp, ln are their LSEs); other columns are multiplied by 0 */
-      const double f = sg * scale, op = -pm - lp[i], on = nm - ln[i];
+      /* both exponents <= 0 (lp, ln are their LSEs), in float as in row_lse; other columns
+       * are multiplied by 0 */
+      const float f = (float)(sg * scale), fs = (float)sg;
+      const float op = (float)(-pm - lp[i]), on = (float)(nm - ln[i]);
 #pragma omp simd
       for (int64_t j = 0; j < r; j++) {
         const float c = (float)ri[j];
-        const double wp = pos_f(c), wn = neg_f(c), v = sg * (double)mi[j];
-        di[j] += (float)(f * (wp * exp_d((v + op) * wp) - wn * exp_d((on - v) * wn)));
+        const float wp = pos_f(c), wn = neg_f(c), v = fs * mi[j];
+        di[j] += f * (wp * exp_f((v + op) * wp) - wn * exp_f((on - v) * wn));
       }
     }
   }
