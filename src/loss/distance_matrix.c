@@ -46,35 +46,38 @@ static void small_gemm_end(int prev) {
 #define NARROW_COLS 64
 #define NARROW_PAR 262144 /* multiply-adds below which a narrow product stays on one thread */
 
-/* m [b, r] = A C^T for r <= NARROW_COLS: dot products, four columns at a time so each load of
- * a row of A feeds four independent sums; row i on one thread. */
-static void narrow_product(const float *A, int64_t b, const float *C, int64_t r, int64_t d,
-                           float *m) {
+/* m [b, r] = A C^T for r <= NARROW_COLS, with ct [d, rp] = C^T zero-padded to rp columns (a
+ * multiple of 16). Blocks of 8 rows x 16 columns are accumulated in registers (acc, 8 x 16
+ * floats) over k: one load of a row of ct feeds eight multiply-adds and no sum is reduced
+ * across a vector. Rows past the last full block take plain dot products. Row blocks run in
+ * parallel; every entry is the same sum in the same order whatever the thread count. */
+static void narrow_product(const float *A, int64_t b, const float *ct, int64_t r, int64_t rp,
+                           int64_t d, float *m) {
+  enum { IT = 8, RT = 16 };
+  const int64_t full = b / IT * IT;
 #pragma omp parallel for schedule(static) if (b * r * d > NARROW_PAR)
-  for (int64_t i = 0; i < b; i++) {
-    const float *a = A + i * d;
-    float *mi = m + i * r;
-    int64_t j = 0;
-    for (; j + 4 <= r; j += 4) {
-      const float *c0 = C + j * d, *c1 = c0 + d, *c2 = c1 + d, *c3 = c2 + d;
-      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
+  for (int64_t i0 = 0; i0 < full; i0 += IT) {
+    for (int64_t j0 = 0; j0 < rp; j0 += RT) {
+      float acc[IT][RT] = {{0}};
       for (int64_t k = 0; k < d; k++) {
-        s0 = FMAF(a[k], c0[k], s0);
-        s1 = FMAF(a[k], c1[k], s1);
-        s2 = FMAF(a[k], c2[k], s2);
-        s3 = FMAF(a[k], c3[k], s3);
+        const float *ck = ct + k * rp + j0;
+        for (int ii = 0; ii < IT; ii++) {
+          const float av = A[(i0 + ii) * d + k];
+#pragma omp simd
+          for (int t = 0; t < RT; t++) acc[ii][t] = FMAF(av, ck[t], acc[ii][t]);
+        }
       }
-      mi[j] = s0, mi[j + 1] = s1, mi[j + 2] = s2, mi[j + 3] = s3;
-    }
-    for (; j < r; j++) {
-      const float *c = C + j * d;
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < d; k++) s = FMAF(a[k], c[k], s);
-      mi[j] = s;
+      const int64_t nj = r - j0 < RT ? r - j0 : RT;
+      for (int ii = 0; ii < IT; ii++)
+        for (int64_t t = 0; t < nj; t++) m[(i0 + ii) * r + j0 + t] = acc[ii][t];
     }
   }
+  for (int64_t i = full; i < b; i++)
+    for (int64_t j = 0; j < r; j++) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < d; k++) s = FMAF(A[i * d + k], ct[k * rp + j], s);
+      m[i * r + j] = s;
+    }
 }
 
 /* Width of the register tiles below: a fixed-size local array that the compiler keeps in
@@ -216,7 +219,13 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
   const int narrow = !self && r <= NARROW_COLS;
   const int gemm_prev = narrow ? 0 : small_gemm_begin(b, r, d);
   if (narrow) {
-    narrow_product(A, b, C, r, d, m);
+    const int64_t rp = (r + 15) / 16 * 16;
+    float *ct = dml_alloc_aligned(d * rp * (int64_t)sizeof(float));
+    if (!ct) goto oom;
+    for (int64_t k = 0; k < d; k++)
+      for (int64_t j = 0; j < rp; j++) ct[k * rp + j] = j < r ? C[j * d + k] : 0.0f;
+    narrow_product(A, b, ct, r, rp, d, m);
+    dml_free_aligned(ct);
   } else if (self) {
     /* A A^T is symmetric: ssyrk computes the upper triangle (half the work), then mirror */
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)b, (int)d, 1.0f, A, (int)d, 0.0f,
