@@ -80,72 +80,92 @@ static void narrow_product(const float *A, int64_t b, const float *ct, int64_t r
     }
 }
 
-/* Width of the register tiles below: a fixed-size local array that the compiler keeps in
- * vector registers across the whole reduction, instead of a row in memory that
- * every step loads and stores again. */
+/* Register blocks of the two backward products: BB outputs (rows of dA, rows of dC) by KT
+ * columns, a fixed-size local array that the compiler keeps in vector registers across the
+ * whole reduction (16 zmm with AVX-512, 8 ymm otherwise), so each load of an operand row feeds
+ * BB multiply-adds. Every output element is one task's sum, in a fixed order: the result does
+ * not depend on the thread count. Ragged column ends take a plain loop. */
 #ifdef __AVX512F__
-#define TILE 128 /* 8 zmm: enough independent sums to keep both FMA units busy */
+#define KT 64
+#define BB 4
 #else
-#define TILE 64
+#define KT 32
+#define BB 2
 #endif
+
+static const float zero_weights[NARROW_COLS];
 
 /* dA [b, d] = alpha G C for G [b, r] (row stride r), r <= NARROW_COLS: row i of dA is a sum of
  * the rows of C weighted by row i of G. */
 static void narrow_rows_grad(const float *G, int64_t b, int64_t r, const float *C, int64_t d,
                              float alpha, float *dA) {
+  const int64_t blocks = (b + BB - 1) / BB, tiles = (d + KT - 1) / KT;
 #pragma omp parallel for schedule(static) if (b * r * d > NARROW_PAR)
-  for (int64_t i = 0; i < b; i++) {
-    const float *gi = G + i * r;
-    for (int64_t k0 = 0; k0 < d; k0 += TILE) {
-      float *o = dA + i * d + k0;
-      if (k0 + TILE > d) { /* ragged end */
-        for (int64_t k = 0; k < d - k0; k++) {
+  for (int64_t p = 0; p < blocks * tiles; p++) {
+    const int64_t i0 = p / tiles * BB, k0 = p % tiles * KT;
+    const int64_t ni = b - i0 < BB ? b - i0 : BB;
+    if (k0 + KT > d) {
+      for (int64_t i = i0; i < i0 + ni; i++)
+        for (int64_t k = k0; k < d; k++) {
           float s = 0.0f;
-          for (int64_t j = 0; j < r; j++) s += gi[j] * C[j * d + k0 + k];
-          o[k] = alpha * s;
+          for (int64_t j = 0; j < r; j++) s = FMAF(G[i * r + j], C[j * d + k], s);
+          dA[i * d + k] = alpha * s;
         }
-        continue;
-      }
-      float acc[TILE] = {0};
-      for (int64_t j = 0; j < r; j++) {
-        const float g = gi[j];
-        const float *c = C + j * d + k0;
+      continue;
+    }
+    const float *g[BB]; /* rows past b read zero weights and are not stored */
+    for (int ii = 0; ii < BB; ii++) g[ii] = ii < ni ? G + (i0 + ii) * r : zero_weights;
+    float acc[BB][KT] = {{0}};
+    for (int64_t j = 0; j < r; j++) {
+      const float *c = C + j * d + k0;
+      for (int ii = 0; ii < BB; ii++) {
+        const float gv = g[ii][j];
 #pragma omp simd
-        for (int t = 0; t < TILE; t++) acc[t] = FMAF(g, c[t], acc[t]);
+        for (int t = 0; t < KT; t++) acc[ii][t] = FMAF(gv, c[t], acc[ii][t]);
       }
+    }
+    for (int64_t ii = 0; ii < ni; ii++) {
+      float *o = dA + (i0 + ii) * d + k0;
 #pragma omp simd
-      for (int t = 0; t < TILE; t++) o[t] = alpha * acc[t];
+      for (int t = 0; t < KT; t++) o[t] = alpha * acc[ii][t];
     }
   }
 }
 
-/* dC [n, d] = alpha G[:, :n]^T A for G [b, r] (row stride r), n <= NARROW_COLS. Each output
- * tile sums over i in order on one thread, so the result does not depend on the thread
- * count. */
+/* dC [n, d] = alpha G[:, :n]^T A for G [b, r] (row stride r), n <= NARROW_COLS: row j of dC
+ * is a sum of the rows of A weighted by column j of G, over i in order. */
 static void narrow_cols_grad(const float *G, int64_t b, int64_t r, int64_t n, const float *A,
                              int64_t d, float alpha, float *dC) {
-  const int64_t tiles = (d + TILE - 1) / TILE;
+  const int64_t blocks = (n + BB - 1) / BB, tiles = (d + KT - 1) / KT;
 #pragma omp parallel for schedule(static) if (b * n * d > NARROW_PAR)
-  for (int64_t p = 0; p < n * tiles; p++) {
-    const int64_t j = p / tiles, k0 = (p % tiles) * TILE;
-    float *o = dC + j * d + k0;
-    if (k0 + TILE > d) {
-      for (int64_t k = 0; k < d - k0; k++) {
-        float s = 0.0f;
-        for (int64_t i = 0; i < b; i++) s += G[i * r + j] * A[i * d + k0 + k];
-        o[k] = alpha * s;
-      }
+  for (int64_t p = 0; p < blocks * tiles; p++) {
+    const int64_t j0 = p / tiles * BB, k0 = p % tiles * KT;
+    const int64_t nj = n - j0 < BB ? n - j0 : BB;
+    if (k0 + KT > d) {
+      for (int64_t j = j0; j < j0 + nj; j++)
+        for (int64_t k = k0; k < d; k++) {
+          float s = 0.0f;
+          for (int64_t i = 0; i < b; i++) s = FMAF(G[i * r + j], A[i * d + k], s);
+          dC[j * d + k] = alpha * s;
+        }
       continue;
     }
-    float acc[TILE] = {0};
+    int64_t jc[BB]; /* columns past n repeat column j0 and are not stored */
+    for (int jj = 0; jj < BB; jj++) jc[jj] = jj < nj ? j0 + jj : j0;
+    float acc[BB][KT] = {{0}};
     for (int64_t i = 0; i < b; i++) {
-      const float g = G[i * r + j];
-      const float *a = A + i * d + k0;
+      const float *a = A + i * d + k0, *gi = G + i * r;
+      for (int jj = 0; jj < BB; jj++) {
+        const float gv = gi[jc[jj]];
 #pragma omp simd
-      for (int t = 0; t < TILE; t++) acc[t] = FMAF(g, a[t], acc[t]);
+        for (int t = 0; t < KT; t++) acc[jj][t] = FMAF(gv, a[t], acc[jj][t]);
+      }
     }
+    for (int64_t jj = 0; jj < nj; jj++) {
+      float *o = dC + (j0 + jj) * d + k0;
 #pragma omp simd
-    for (int t = 0; t < TILE; t++) o[t] = alpha * acc[t];
+      for (int t = 0; t < KT; t++) o[t] = alpha * acc[jj][t];
+    }
   }
 }
 
