@@ -155,23 +155,19 @@ static double arcface_target(double c, double scale, double margin, double *deri
   return scale * (cc * cm - sn * sm);
 }
 
-static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a, const head *h,
+static dml_status head_forward(dml__loss_term *t, const dml__loss_args *a, const head *h,
                                double *loss) {
   const int64_t b = a->b, r = a->r, C = t->num_classes, K = t->rows_per_class;
   const double sg = sigma_of(a), eps = h->smoothing;
   /* z [b, C] logits, then probabilities, then dL/dz (for the bias); col [b, C] the column of m
    * behind each logit */
-  double *z;
-  int32_t *col = NULL;
-  head_row *rows;
-  DML_TRY(alloc_buf(t->def->name, b * C, sizeof(double), (void **)&z));
-  dml_status st = alloc_buf(t->def->name, b, sizeof(head_row), (void **)&rows);
-  if (st == DML_OK && K > 1) st = alloc_buf(t->def->name, b * C, sizeof(int32_t), (void **)&col);
-  if (st != DML_OK) {
-    free(z);
-    free(rows);
-    return st;
-  }
+  const int64_t zb = (b * C * (int64_t)sizeof(double) + 63) / 64 * 64;
+  const int64_t rb = (b * (int64_t)sizeof(head_row) + 63) / 64 * 64;
+  char *scratch = dml__loss_scratch(t, zb + rb + (K > 1 ? b * C * (int64_t)sizeof(int32_t) : 0));
+  if (!scratch) return DML_ERR_NO_MEMORY;
+  double *z = (double *)scratch;
+  head_row *rows = (head_row *)(scratch + zb);
+  int32_t *col = K > 1 ? (int32_t *)(scratch + zb + rb) : NULL;
   /* every logit but the target's is a * (the column of m behind it) (+ bias): a = -sigma scale
    * for plain heads (z = scale u), scale for cosface / arcface (z = scale cos) */
   const double a_lin = h->kind == HEAD_PLAIN ? -sg * h->scale : h->scale;
@@ -267,7 +263,14 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
       di[y] = dy + (float)(zi[y] * rows[i].dzy);
     }
   }
-  if (h->dbias) {
+  if (h->dbias && C <= 256) {
+    /* a few classes: one pass over the rows in order (the same sums as below) */
+    double s[256] = {0};
+    for (int64_t i = 0; i < b; i++)
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) s[c] += z[i * C + c];
+    for (int64_t c = 0; c < C; c++) h->dbias[c] += (float)s[c];
+  } else if (h->dbias) {
 #pragma omp parallel for schedule(static) if (b * C > PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
       double s = 0.0;
@@ -275,9 +278,6 @@ static dml_status head_forward(const dml__loss_term *t, const dml__loss_args *a,
       h->dbias[c] += (float)s;
     }
   }
-  free(z);
-  free(rows);
-  free(col);
   return DML_OK;
 }
 
