@@ -512,19 +512,15 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
   DML_TRY(dml__distance_matrix(emb, b, cols, r, d, t->distance, t->normalize, m, an, cn));
   const float *A = t->normalize ? an : emb;
   const float *C = t->normalize ? cn : (cols ? cols : emb);
-  /* relations */
+  /* relations (pair kind; proxy kernels know each row's class columns from its label) */
+  if (!proxy)
 #pragma omp parallel for schedule(static) if (b * r > 65536)
-  for (int64_t i = 0; i < b; i++) {
-    uint8_t *ri = rel + i * r;
-    if (proxy) {
-      const int64_t lo = (int64_t)labels[i] * t->rows_per_class, hi = lo + t->rows_per_class;
-      for (int64_t j = 0; j < r; j++) ri[j] = (j >= lo && j < hi) ? DML__REL_POS : DML__REL_NEG;
-    } else {
+    for (int64_t i = 0; i < b; i++) {
+      uint8_t *ri = rel + i * r;
       for (int64_t j = 0; j < r; j++)
         ri[j] = col_lab[j] == labels[i] ? DML__REL_POS : DML__REL_NEG;
       if (i < self_cols) ri[i] = DML__REL_NONE;
     }
-  }
   const int sim = dml_distance_is_similarity(t->distance);
   dml__triplets trip = {0, 0, NULL, NULL, NULL, -INFINITY, INFINITY};
   if (t->miner) {
@@ -548,8 +544,8 @@ static dml_status run_term(dml_loss *l, dml__loss_term *t, const float *emb,
       o += p->numel;
     }
   }
-  dml__loss_args a = {b, r, m, sim, t->distance, rel, &trip, labels, col_lab, self_cols, dm,
-                      t->reduction};
+  dml__loss_args a = {b,      r,           m,      sim,       t->distance, proxy ? NULL : rel,
+                      &trip,  labels,      col_lab, self_cols, dm,          t->reduction};
   double value = 0.0;
   dml_status st = t->def->forward(t, &a, &value);
   if (saved) {

@@ -70,7 +70,7 @@ typedef struct dml__loss_args {
   const float *m;         /* [b, r] */
   int sim;                /* m holds similarities (larger = closer) */
   dml_distance distance;  /* what m holds */
-  const uint8_t *rel;     /* [b, r] after mining */
+  const uint8_t *rel;     /* [b, r] after mining; NULL for the proxy kind */
   const dml__triplets *trip; /* never NULL: the band (-inf, inf] when nothing was mined */
   const int32_t *labels;  /* [b] labels of the rows (proxy kind: class indices in [0, C)) */
   const int32_t *col_labels; /* [r] labels of the columns (pair kind) */

@@ -1,9 +1,9 @@
 /* The proxy and classifier losses: every one compares the batch with the rows of a learnable
  * matrix W (parameter slot 0, [proxy_rows, dim]), never with other embeddings. The core builds
  * m [b, r] (r = proxy_rows) between the batch rows and the rows of W under the term's distance
- * (both sides L2-normalised when normalize= or cosine), and rel[i, j] = POS when row j belongs
- * to anchor i's class (j / rows_per_class == y_i); labels are class indices in
- * [0, num_classes), checked by the core. Kernels return the reduced loss, add dloss/dm into dm
+ * (both sides L2-normalised when normalize= or cosine); row j of W belongs to anchor i's class
+ * when j / rows_per_class == y_i (the kernels take that from the labels: rel is NULL here);
+ * labels are class indices in [0, num_classes), checked by the core. Kernels return the reduced loss, add dloss/dm into dm
  * (the core takes it on to the embeddings and to W) and dloss/dbias into slot 1's gradient.
  *
  * Notation: u = -sigma m is the "closeness" (u = s for similarities, u = -d for distances:
@@ -70,7 +70,7 @@
 #include "loss/loss_internal.h"
 #include "loss/loss_math.h"
 
-#define PAR_MIN 4096
+#define PAR_MIN 2048
 #define BIG 1e6
 #define ARC_EPS 1e-7
 #define PI 3.14159265358979323846
