@@ -332,13 +332,10 @@ static int kernel_run(const char *spec, const float *m, const int32_t *labels, i
            t.def->declare(&t) == DML_OK && dml_params_finalize(t.store) == DML_OK &&
            t.def->initialise(&t) == DML_OK;
   const int64_t r = t.proxy_rows;
-  uint8_t *rel = malloc((size_t)(b * r));
-  for (int64_t i = 0; i < b; i++)
-    for (int64_t j = 0; j < r; j++)
-      rel[i * r + j] = j / t.rows_per_class == labels[i] ? DML__REL_POS : DML__REL_NEG;
   const dml__triplets trip = {0, 0, NULL, NULL, NULL, -INFINITY, INFINITY};
   const int sim = dml_distance_is_similarity(t.distance);
-  const dml__loss_args a = {b, r, m, sim, t.distance, rel, &trip, labels, NULL, 0, dm,
+  /* proxy kernels get no relation matrix: they read each row's classes from its label */
+  const dml__loss_args a = {b, r, m, sim, t.distance, NULL, &trip, labels, NULL, 0, dm,
                             t.reduction};
   memset(dm, 0, sizeof(float) * (size_t)(b * r));
   const int before = dml_get_num_threads();
@@ -346,7 +343,7 @@ static int kernel_run(const char *spec, const float *m, const int32_t *labels, i
   ok = ok && t.def->forward(&t, &a, loss) == DML_OK;
   dml_set_num_threads(before);
   if (ok && t.n_params > 1) memcpy(dbias, dml__loss_param(&t, 1)->grad, sizeof(float) * (size_t)c);
-  free(rel);
+  dml_free_aligned(t.scratch);
   dml_params_free(t.store);
   return ok;
 }

@@ -176,8 +176,9 @@ static dml_status parse_term(dml_loss *l, int index, char *text, const dml_loss_
       long long n = strtoll(v, &end, 10);
       if (end == v || *end || n < 0 || n > ((int64_t)1 << 30))
         return dml__error(DML_ERR_INVALID_ARGUMENT,
-                          "%s: memory=%s must be a whole number of embeddings (0 = none)",
-                          def->name, v);
+                          "%s: memory=%s must be a whole number of embeddings from 0 (none) "
+                          "to %lld",
+                          def->name, v, (long long)((int64_t)1 << 30));
       if (n > 0 && def->kind != DML__KIND_PAIR)
         return dml__error(DML_ERR_INVALID_ARGUMENT,
                           "%s: cross-batch memory needs a loss that compares embeddings with "
