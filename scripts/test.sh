@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. release build with gcc (-Werror) and every CTest suite;
+#   1b. the same without -march=native (the kernels' fallbacks without AVX-512 and FMA);
 #   2. the same under clang (-Werror), build and suites;
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and every suite;
 #   4. libFuzzer targets for every file parser, each run for a short while;
@@ -31,6 +32,10 @@ configure_build_test() {
 
 step "gcc release build and tests"
 mkdir -p "$out/gcc" && configure_build_test "$out/gcc" gcc -DCMAKE_BUILD_TYPE=Release
+
+step "portable build (no -march=native: the code paths without AVX-512 or FMA) and tests"
+mkdir -p "$out/portable" && configure_build_test "$out/portable" gcc -DCMAKE_BUILD_TYPE=Release \
+  -DDML_NATIVE=OFF -DDML_BUILD_BENCH=OFF -DDML_BUILD_EXAMPLES=OFF
 
 step "clang release build and tests"
 mkdir -p "$out/clang" && configure_build_test "$out/clang" clang -DCMAKE_BUILD_TYPE=Release
