@@ -7,6 +7,7 @@
 #include "dml/distance.h"
 #include "dml/eval.h"
 #include "dml/graph.h"
+#include "dml/index.h"
 #include "dml/init.h"
 #include "dml/loss.h"
 #include "dml/miner.h"

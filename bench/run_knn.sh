@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# KNN benchmark, exact search: dml_knn_search against faiss.IndexFlatL2 (Debian's python3-faiss)
+# on the same random normal gallery and queries (128-d, 10,000 queries, k = 10), same thread
+# count, in one invocation; prints both sides' queries per second, the ratio and how many
+# neighbour lists agree. Options: --threads N (2), --reps N (3), --n N (60000; the protocol's
+# second size is 1000000), --nq N (10000). Data and results land in bench/results/knn/.
+# Environment: DML_BENCH_BUILD_DIR (default build/bench), PYTHON (default /usr/bin/python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/blas_env.sh
+
+threads=2
+reps=3
+n=60000
+nq=10000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --n) n=$2; shift 2 ;;
+    --nq) nq=$2; shift 2 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run_knn.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+build=${DML_BENCH_BUILD_DIR:-build/bench}
+python=${PYTHON:-/usr/bin/python3}
+results=bench/results/knn
+mkdir -p "$results"
+if ! "$python" -c 'import faiss' 2>/dev/null; then
+  echo "run_knn.sh: $python cannot import faiss; install Debian's python3-faiss" >&2
+  exit 1
+fi
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > "$results/configure.log" 2>&1 ||
+    { cat "$results/configure.log"; exit 1; }
+fi
+cmake --build "$build" --target bench_knn -j2 > "$results/build.log" 2>&1 ||
+  { tail -40 "$results/build.log"; exit 1; }
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, threads $threads, median of $reps"
+"$build/bench/bench_knn" --threads "$threads" --reps "$reps" --n "$n" --nq "$nq" --k 10 \
+  --out "$results"
+"$python" bench/knn_faiss.py --dir "$results" --threads "$threads" --reps "$reps"
+rm -f "$results/gallery.f32" "$results/queries.f32"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
