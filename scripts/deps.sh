@@ -9,7 +9,7 @@ case "$purpose" in
   build) ;;
   test) pkgs+=(clang) ;;
   demo) pkgs+=(dataset-fashion-mnist) ;;
-  bench) pkgs+=(dataset-fashion-mnist python3-torch python3-numpy) ;;
+  bench) pkgs+=(dataset-fashion-mnist python3-torch python3-numpy python3-faiss) ;;
   *) echo "usage: $0 [build|test|demo|bench]" >&2; exit 2 ;;
 esac
 
