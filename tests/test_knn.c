@@ -182,3 +182,30 @@ TEST(knn_rejects_bad_input) {
                DML_ERR_NOT_FINITE);
   ASSERT_TRUE(strstr(dml_last_error(), "gallery row 2") != NULL);
 }
+
+TEST(knn_extreme_magnitudes) {
+  /* values whose float keys would overflow (||g||^2 > FLT_MAX / 8) are refused under
+   * Euclidean distances; subnormal rows under cosine rank as cosine 0, never as NaN */
+  enum { N = 19 };
+  float g[N], q[1];
+  int64_t ids[2] = {777, 778};
+  float dv[2];
+  for (int i = 0; i < N; i++) g[i] = 2e19f;
+  q[0] = 2e19f;
+  ASSERT_ERROR(dml_knn_search(g, N, q, 1, 1, DML_DIST_SQUARED_EUCLIDEAN, 2, ids, dv),
+               DML_ERR_INVALID_ARGUMENT);
+  ASSERT_OK(dml_knn_search(g, N, q, 1, 1, DML_DIST_DOT, 2, ids, dv)); /* dot has no norms */
+  ASSERT_EQ_INT(ids[0], 0);
+  ASSERT_EQ_INT(ids[1], 1);
+  for (int i = 0; i < N; i++) g[i] = 1e-42f;
+  q[0] = 0.0f;
+  ASSERT_OK(dml_knn_search(g, N, q, 1, 1, DML_DIST_COSINE, 2, ids, dv));
+  ASSERT_EQ_INT(ids[0], 0);
+  ASSERT_EQ_INT(ids[1], 1);
+  ASSERT_NEAR(dv[0], 0.0, 0.0);
+  q[0] = 1e-42f;
+  ASSERT_OK(dml_knn_search(g, N, q, 1, 1, DML_DIST_COSINE, 2, ids, dv));
+  ASSERT_EQ_INT(ids[0], 0);
+  ASSERT_EQ_INT(ids[1], 1);
+  ASSERT_TRUE(dv[0] == dv[0] && dv[1] == dv[1]); /* not NaN */
+}

@@ -27,7 +27,10 @@ extern "C" {
  *     distances or similarities. When n < k the last k - n slots hold id -1 and +inf (distances)
  *     or -inf (similarities).
  * Euclidean distances are computed as ||q||^2 + ||g||^2 - 2 q.g (clamped at 0), as FAISS does:
- * for near-duplicates that cancels to about 1e-6 of ||q||^2 + ||g||^2. */
+ * for near-duplicates that cancels to about 1e-6 of ||q||^2 + ||g||^2. Ranking uses the
+ * unrounded keys, so two rows whose reported distances print equal may still come in either
+ * id order. A row whose squared norm passes FLT_MAX / 8 is refused under Euclidean distances
+ * (the float keys would overflow). */
 dml_status dml_knn_search(const float *gallery, int64_t n, const float *queries, int64_t nq,
                           int64_t d, dml_distance dist, int64_t k, int64_t *ids, float *dists);
 

@@ -60,7 +60,8 @@ typedef struct dml_loss_ref {
  * labels [b] (any int32 values; proxy and classifier losses need [0, num_classes)).
  * Writes the loss to *loss and, when grad_emb is not NULL, dloss/demb to grad_emb [b, d]
  * (overwritten). Parameter gradients accumulate into dml_loss_params. ref may be NULL.
- * A batch with no valid pair or triplet gives loss 0 and a zero gradient. */
+ * A batch with no valid pair or triplet gives loss 0 and a zero gradient. On an error the
+ * contents of grad_emb are unspecified and the cross-batch memory is unchanged. */
 dml_status dml_loss_compute(dml_loss *l, const float *emb, const int32_t *labels, int64_t b,
                             int64_t d, const dml_loss_ref *ref, float *loss, float *grad_emb);
 

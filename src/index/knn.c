@@ -15,6 +15,7 @@
  * single-threaded inside the parallel region); the blocks do not depend on the thread count,
  * so neither do the results. Memory: QB x GB floats per thread, plus one norm per row. */
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,16 +102,29 @@ static void heap_sort(heap *h) {
   h->size = n;
 }
 
-/* norm[i] = ||x_i||^2 (squared) or 1 / ||x_i|| (0 for a zero row). */
-static void row_norms(const float *x, int64_t n, int64_t d, int inverse, float *norm) {
-#pragma omp parallel for schedule(static) if (n * d > 65536)
+/* Largest squared norm the Euclidean keys take: ||g||^2 - 2 q.g and ||q||^2 + key stay finite
+ * in float below it. */
+#define MAX_SQUARED_NORM (FLT_MAX / 8)
+
+/* norm[i] = ||x_i||^2 (squared) or 1 / ||x_i|| (0 for a zero row, at most FLT_MAX for a row
+ * of subnormal values, so that 0 times it is 0); returns the largest squared norm. */
+static double row_norms(const float *x, int64_t n, int64_t d, int inverse, float *norm) {
+  double top = 0.0;
+#pragma omp parallel for schedule(static) reduction(max : top) if (n * d > 65536)
   for (int64_t i = 0; i < n; i++) {
     const float *p = x + i * d;
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
     for (int64_t t = 0; t < d; t++) s += (double)p[t] * p[t];
-    norm[i] = inverse ? (s > 0.0 ? (float)(1.0 / sqrt(s)) : 0.0f) : (float)s;
+    top = s > top ? s : top;
+    if (!inverse) {
+      norm[i] = (float)s;
+    } else {
+      const double inv = s > 0.0 ? 1.0 / sqrt(s) : 0.0;
+      norm[i] = inv < FLT_MAX ? (float)inv : FLT_MAX;
+    }
   }
+  return top;
 }
 
 static dml_status check_finite(const float *x, int64_t n, int64_t d, const char *what) {
@@ -132,6 +146,8 @@ static void offer_block(heap *h, float *s, int64_t ng, int64_t g0, dml_distance 
   const int l2 = dist == DML_DIST_EUCLIDEAN || dist == DML_DIST_SQUARED_EUCLIDEAN;
   const int cosine = dist == DML_DIST_COSINE;
   const float *gn = gnorm ? gnorm + g0 : NULL;
+  /* ids arrive in increasing order, so a key equal to the worst kept never enters (its id is
+   * larger): the screen is a strict compare */
   int64_t j0 = 0;
   for (; j0 + CHUNK <= ng; j0 += CHUNK) {
     float *c = s + j0;
@@ -141,19 +157,19 @@ static void offer_block(heap *h, float *s, int64_t ng, int64_t g0, dml_distance 
 #pragma omp simd reduction(| : hit)
       for (int t = 0; t < CHUNK; t++) {
         c[t] = gn[j0 + t] - 2.0f * c[t];
-        hit |= c[t] <= worst;
+        hit |= c[t] < worst;
       }
     } else if (cosine) {
 #pragma omp simd reduction(| : hit)
       for (int t = 0; t < CHUNK; t++) {
         c[t] = -c[t] * gn[j0 + t];
-        hit |= c[t] <= worst;
+        hit |= c[t] < worst;
       }
     } else {
 #pragma omp simd reduction(| : hit)
       for (int t = 0; t < CHUNK; t++) {
         c[t] = -c[t];
-        hit |= c[t] <= worst;
+        hit |= c[t] < worst;
       }
     }
     if (!hit) continue;
@@ -207,8 +223,18 @@ dml_status dml_knn_search(const float *gallery, int64_t n, const float *queries,
     return dml__error(DML_ERR_NO_MEMORY, "dml_knn_search: out of memory");
   }
   if (l2 || cosine) {
-    row_norms(gallery, n, d, cosine, gnorm);
-    row_norms(queries, nq, d, cosine, qnorm);
+    const double gtop = row_norms(gallery, n, d, cosine, gnorm);
+    const double qtop = row_norms(queries, nq, d, cosine, qnorm);
+    if (l2 && (gtop > MAX_SQUARED_NORM || qtop > MAX_SQUARED_NORM)) {
+      free(gnorm);
+      free(qnorm);
+      free(hkey);
+      return dml__error(DML_ERR_INVALID_ARGUMENT,
+                        "dml_knn_search: a %s row's squared norm (%g) is beyond what float32 "
+                        "Euclidean distances can hold (%g); scale the embeddings down",
+                        gtop > MAX_SQUARED_NORM ? "gallery" : "query",
+                        gtop > MAX_SQUARED_NORM ? gtop : qtop, (double)MAX_SQUARED_NORM);
+    }
   }
   /* heap ids live in the output: row i of ids holds query i's heap (its first kk slots) */
   const int64_t blocks = (nq + QB - 1) / QB;
@@ -237,7 +263,7 @@ dml_status dml_knn_search(const float *gallery, int64_t n, const float *queries,
         heap_sort(&h[i]);
         const int64_t q = q0 + i;
         for (int64_t j = 0; j < k; j++) {
-          if (j >= kk) {
+          if (j >= h[i].size) {
             ids[q * k + j] = -1;
             if (dists) dists[q * k + j] = dml_distance_is_similarity(dist) ? -INFINITY : INFINITY;
             continue;

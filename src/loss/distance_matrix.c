@@ -284,7 +284,7 @@ dml_status dml__distance_matrix(const float *emb, int64_t b, const float *cols, 
       }
       if (close > 0)
         for (int64_t j = 0; j < r; j++) {
-          if (!((double)row[j] < 0.01 * (ni + nc[j])) || (self && j == i)) continue;
+          if (!(row[j] < (float)(0.01 * (ni + nc[j]))) || (self && j == i)) continue;
           const float *p = A + i * d, *q = C + j * d;
           double e = 0.0;
           for (int64_t k = 0; k < d; k++) {

@@ -281,6 +281,7 @@ dml_status dml_loss_new(const char *spec, const dml_loss_config *cfg, dml_loss *
 }
 
 void *dml__loss_scratch(dml__loss_term *t, int64_t bytes) {
+  if (bytes < 64) bytes = 64;
   if (bytes <= t->scratch_bytes) return t->scratch;
   dml_free_aligned(t->scratch);
   t->scratch = dml_alloc_aligned(bytes);
@@ -410,34 +411,38 @@ static int64_t term_bytes(const dml__loss_term *t, int64_t b, int64_t d, int64_t
   return bytes + 16 * 64;
 }
 
-/* Appends the batch to the ring. The ring's storage grows with its content (doubling) up to
- * memory_cap rows, so a large memory= costs only what it holds: rows are appended in order
- * until the ring is full, and only then overwritten from the oldest. */
-static dml_status push_memory(dml__loss_term *t, const float *emb, const int32_t *labels,
-                              int64_t b, int64_t d) {
+/* Makes room in the ring for a batch of b: its storage grows with its content (doubling) up
+ * to memory_cap rows, so a large memory= costs only what it holds. Called for every term
+ * before any runs, so that running out of memory leaves every memory as it was. */
+static dml_status reserve_memory(dml__loss_term *t, int64_t b, int64_t d) {
+  const int64_t want = t->memory_len + b < t->memory_cap ? t->memory_len + b : t->memory_cap;
+  if (want <= t->memory_alloc) return DML_OK;
+  int64_t n = t->memory_alloc * 2 > want ? t->memory_alloc * 2 : want;
+  if (n > t->memory_cap) n = t->memory_cap;
+  float *e = realloc(t->memory_emb, (size_t)(n * d) * sizeof(float));
+  if (e) t->memory_emb = e;
+  int32_t *lab = e ? realloc(t->memory_labels, (size_t)n * sizeof(int32_t)) : NULL;
+  if (lab) t->memory_labels = lab;
+  if (!e || !lab)
+    return dml__error(DML_ERR_NO_MEMORY,
+                      "%s: out of memory growing the cross-batch memory to %lld embeddings "
+                      "(memory=%lld); choose a smaller memory=",
+                      t->def->name, (long long)n, (long long)t->memory_cap);
+  t->memory_alloc = n;
+  return DML_OK;
+}
+
+/* Appends the batch to the ring (room reserved): rows go in order until the ring is full, and
+ * then overwrite the oldest. */
+static void push_memory(dml__loss_term *t, const float *emb, const int32_t *labels, int64_t b,
+                        int64_t d) {
   if (t->memory_len == 0) t->dim = d;
-  int64_t want = t->memory_len + b < t->memory_cap ? t->memory_len + b : t->memory_cap;
-  if (want > t->memory_alloc) {
-    int64_t n = t->memory_alloc * 2 > want ? t->memory_alloc * 2 : want;
-    if (n > t->memory_cap) n = t->memory_cap;
-    float *e = realloc(t->memory_emb, (size_t)(n * d) * sizeof(float));
-    if (e) t->memory_emb = e;
-    int32_t *lab = e ? realloc(t->memory_labels, (size_t)n * sizeof(int32_t)) : NULL;
-    if (lab) t->memory_labels = lab;
-    if (!e || !lab)
-      return dml__error(DML_ERR_NO_MEMORY,
-                        "%s: out of memory growing the cross-batch memory to %lld embeddings "
-                        "(memory=%lld); choose a smaller memory=",
-                        t->def->name, (long long)n, (long long)t->memory_cap);
-    t->memory_alloc = n;
-  }
   for (int64_t i = 0; i < b; i++) {
     memcpy(t->memory_emb + t->memory_head * d, emb + i * d, (size_t)d * sizeof(float));
     t->memory_labels[t->memory_head] = labels[i];
     t->memory_head = (t->memory_head + 1) % t->memory_cap;
     if (t->memory_len < t->memory_cap) t->memory_len++;
   }
-  return DML_OK;
 }
 
 /* Runs term t; adds weight * loss to *total, weight * dloss/demb to grad [b, d] (direct: writes
@@ -602,6 +607,8 @@ static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels,
     if (tb > bytes) bytes = tb;
   }
   DML_TRY(ws_reserve(l, bytes));
+  for (int i = 0; i < l->n_terms; i++)
+    if (l->terms[i].memory_cap > 0) DML_TRY(reserve_memory(&l->terms[i], b, d));
   /* the first term writes its gradient straight into grad unless it may skip the backward */
   const int direct = !l->terms[0].def->select_rows;
   if (!direct) memset(grad, 0, (size_t)(b * d) * sizeof(float));
@@ -614,7 +621,7 @@ static dml_status loss_run(dml_loss *l, const float *emb, const int32_t *labels,
                      i == 0 && direct));
   }
   for (int i = 0; i < l->n_terms; i++)
-    if (l->terms[i].memory_cap > 0) DML_TRY(push_memory(&l->terms[i], emb, labels, b, d));
+    if (l->terms[i].memory_cap > 0) push_memory(&l->terms[i], emb, labels, b, d);
   l->step++;
   *loss = total;
   return DML_OK;

@@ -67,15 +67,15 @@ static double row_lse(const float *m, const uint8_t *rel, int64_t r, uint8_t wan
                       double sg) {
   /* branch-free so that both passes vectorise, in float (16 lanes; exp_f): w_k = [rel_k ==
    * want] as 0 / 1 (pos_f, neg_f); a masked-out lane is -FLT_MAX in the max and 0 in the sum.
-   * The exponents are unscaled distances or similarities plus a margin, so float rounding of
-   * x costs ~1e-7 relative in e^(x - max); the sum is in double. */
-  const float wp = want == DML__REL_POS, wn = 1.0f - wp, fo = (float)off, fs = (float)sg;
+   * The exponents are sigma m_k - max, differences of floats of m (the offset, a margin, cancels
+   * and is added back in double), so e^(x - max) is good to ~1e-7; the sum is in double. */
+  const float wp = want == DML__REL_POS, wn = 1.0f - wp, fs = (float)sg;
   float mx = -FLT_MAX, cnt = 0.0f;
 #pragma omp simd reduction(max : mx) reduction(+ : cnt)
   for (int64_t k = 0; k < r; k++) {
     const float c = (float)rel[k];
     const float w = wp * pos_f(c) + wn * neg_f(c);
-    const float v = FMAF(fs, m[k], fo) * w + (w - 1.0f) * FLT_MAX;
+    const float v = fs * m[k] * w + (w - 1.0f) * FLT_MAX;
     mx = v > mx ? v : mx;
     cnt += w;
   }
@@ -85,9 +85,9 @@ static double row_lse(const float *m, const uint8_t *rel, int64_t r, uint8_t wan
   for (int64_t k = 0; k < r; k++) {
     const float c = (float)rel[k];
     const float w = wp * pos_f(c) + wn * neg_f(c);
-    s += (double)(w * exp_f((FMAF(fs, m[k], fo) - mx) * w));
+    s += (double)(w * exp_f((fs * m[k] - mx) * w));
   }
-  return (double)mx + log(s);
+  return off + (double)mx + log(s);
 }
 
 static double logaddexp(double x, double y) {
