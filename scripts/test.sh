@@ -56,14 +56,15 @@ CC=clang cmake -S "$root" -B "$fuzz" -DDML_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
   -DDML_BUILD_EXAMPLES=OFF > "$fuzz.configure.log" 2>&1 || { cat "$fuzz.configure.log"; exit 1; }
 cmake --build "$fuzz" -j "$jobs"
 corpus="$fuzz/corpus"
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec}
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy}
 cp tests/fixtures/*.safetensors "$corpus/safetensors/"
 cp models/*.txt tests/fixtures/*.txt "$corpus/model_text/"
 for f in tests/fixtures/fmnist64-*.gz; do cp "$f" "$corpus/idx/"; done
+cp tests/fixtures/npy/*.npy "$corpus/npy/"
 # every spec the loss fixtures use, one per file
 grep -oh '"spec":"[^"]*"' tests/fixtures/losses_*.json | sed 's/^"spec":"//; s/"$//' | sort -u |
   awk -v d="$corpus/loss_spec" '{ f = sprintf("%s/spec%04d", d, NR); printf "%s", $0 > f; close(f) }'
-for t in safetensors model_text idx checkpoint loss_spec; do
+for t in safetensors model_text idx checkpoint loss_spec npy; do
   (cd "$fuzz" && "$fuzz/tests/fuzz/fuzz_$t" -max_total_time="${DML_FUZZ_SECONDS:-15}" \
     -rss_limit_mb=4096 "$corpus/$t" > "$fuzz/fuzz_$t.log" 2>&1) ||
     { tail -40 "$fuzz/fuzz_$t.log"; echo "fuzz_$t found a failure" >&2; exit 1; }

@@ -12,6 +12,7 @@
 #include "dml/loss.h"
 #include "dml/miner.h"
 #include "dml/nn.h"
+#include "dml/npy.h"
 #include "dml/ops.h"
 #include "dml/optim.h"
 #include "dml/params.h"
