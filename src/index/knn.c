@@ -39,22 +39,9 @@ typedef struct {
   int64_t size, k;
 } heap;
 
-static void heap_offer(heap *h, float key, int64_t id) {
-  if (h->size < h->k) { /* sift up */
-    int64_t c = h->size++;
-    while (c > 0) {
-      const int64_t p = (c - 1) / 2;
-      if (!worse(key, id, h->key[p], h->id[p])) break;
-      h->key[c] = h->key[p];
-      h->id[c] = h->id[p];
-      c = p;
-    }
-    h->key[c] = key;
-    h->id[c] = id;
-    return;
-  }
-  if (!worse(h->key[0], h->id[0], key, id)) return;
-  int64_t c = 0; /* replace the root, sift down */
+/* Puts (key, id) at the root's place and sifts it down among the first h->size entries. */
+static void sift_down(heap *h, float key, int64_t id) {
+  int64_t c = 0;
   for (;;) {
     const int64_t l = 2 * c + 1, r = l + 1;
     int64_t w = c;
@@ -71,31 +58,32 @@ static void heap_offer(heap *h, float key, int64_t id) {
   h->id[c] = id;
 }
 
-/* The heap's contents in ascending (key, id) order, in place (heap sort). */
+static void heap_offer(heap *h, float key, int64_t id) {
+  if (h->size < h->k) { /* sift up */
+    int64_t c = h->size++;
+    while (c > 0) {
+      const int64_t p = (c - 1) / 2;
+      if (!worse(key, id, h->key[p], h->id[p])) break;
+      h->key[c] = h->key[p];
+      h->id[c] = h->id[p];
+      c = p;
+    }
+    h->key[c] = key;
+    h->id[c] = id;
+    return;
+  }
+  if (worse(h->key[0], h->id[0], key, id)) sift_down(h, key, id); /* replaces the worst */
+}
+
+/* The heap's contents in ascending (key, id) order, in place (heap sort): the worst goes to
+ * the end, the last element is sifted down from the root of the shrunk heap. */
 static void heap_sort(heap *h) {
   const int64_t n = h->size;
   for (int64_t end = n - 1; end > 0; end--) {
     const float k0 = h->key[0];
     const int64_t i0 = h->id[0];
-    /* take the last element out, shrink, and sift it down from the root */
-    const float key = h->key[end];
-    const int64_t id = h->id[end];
     h->size = end;
-    int64_t c = 0;
-    for (;;) {
-      const int64_t l = 2 * c + 1, r = l + 1;
-      int64_t w = c;
-      float wk = key;
-      int64_t wi = id;
-      if (l < h->size && worse(h->key[l], h->id[l], wk, wi)) w = l, wk = h->key[l], wi = h->id[l];
-      if (r < h->size && worse(h->key[r], h->id[r], wk, wi)) w = r;
-      if (w == c) break;
-      h->key[c] = h->key[w];
-      h->id[c] = h->id[w];
-      c = w;
-    }
-    h->key[c] = key;
-    h->id[c] = id;
+    sift_down(h, h->key[end], h->id[end]);
     h->key[end] = k0;
     h->id[end] = i0;
   }
