@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# KNN benchmark, exact search: dml_knn_search against faiss.IndexFlatL2 (Debian's python3-faiss)
-# on the same random normal gallery and queries (128-d, 10,000 queries, k = 10), same thread
-# count, in one invocation; prints both sides' queries per second, the ratio and how many
-# neighbour lists agree. Options: --threads N (2), --reps N (3), --n N (60000; the protocol's
-# second size is 1000000), --nq N (10000). Data and results land in bench/results/knn/.
+# KNN benchmark: dml against FAISS (Debian's python3-faiss) on the same gallery and queries
+# (random normal 128-d by default, 10,000 queries, k = 10), same thread count, one invocation.
+# Exact: dml_knn_search against faiss.IndexFlatL2 (queries per second, ratio, identical lists).
+# Approximate (dml built with FAISS): dml galleries against FAISS's own indexes with the same
+# factory strings and parameters (build time, queries per second, recall@10 against exact).
+# Options: --threads N (2), --reps N (3), --n N (60000; the protocol's second size is
+# 1000000), --nq N (10000), --approx "F[:p=v];..." (default HNSW32, IVF1024,Flat and
+# IVF1024,PQ16; "" skips), --gallery G.npy --queries Q.npy (real embeddings, e.g. from dml
+# embed). Data and results land in bench/results/knn/.
 # Environment: DML_BENCH_BUILD_DIR (default build/bench), PYTHON (default /usr/bin/python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,13 +17,18 @@ threads=2
 reps=3
 n=60000
 nq=10000
+approx="HNSW32:efSearch=64;IVF1024,Flat:nprobe=16;IVF1024,PQ16:nprobe=16"
+data=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --n) n=$2; shift 2 ;;
     --nq) nq=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --approx) approx=$2; shift 2 ;;
+    --gallery) data+=(--gallery "$2"); shift 2 ;;
+    --queries) data+=(--queries "$2"); shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_knn.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,7 +50,7 @@ cmake --build "$build" --target bench_knn -j2 > "$results/build.log" 2>&1 ||
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, threads $threads, median of $reps"
 "$build/bench/bench_knn" --threads "$threads" --reps "$reps" --n "$n" --nq "$nq" --k 10 \
-  --out "$results"
+  --approx "$approx" "${data[@]}" --out "$results"
 "$python" bench/knn_faiss.py --dir "$results" --threads "$threads" --reps "$reps"
 rm -f "$results/gallery.f32" "$results/queries.f32"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

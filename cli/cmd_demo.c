@@ -31,6 +31,7 @@ static const char *reference_cnn =
 typedef struct {
   const char *data_dir;
   const char *model_path;
+  const char *save_prefix;
   int epochs, batch, threads;
   uint64_t seed;
   int64_t train_limit;
@@ -56,6 +57,8 @@ static int usage(FILE *f, int code) {
           "options:\n"
           "  --data DIR        Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
           "  --model FILE      model text (default: the reference CNN)\n"
+          "  --save PREFIX     save the trained model as PREFIX.json + PREFIX.safetensors\n"
+          "                    (for dml embed)\n"
           "  --epochs N        training epochs (default 2)\n"
           "  --batch N         batch size (default 192)\n"
           "  --lr X            Adam learning rate (default 1e-3)\n"
@@ -108,7 +111,7 @@ static int evaluate(const char *what, const float *emb, int64_t d, const dml_dat
 }
 
 int dml_cli_demo(int argc, char **argv) {
-  demo_options o = {"/usr/share/datasets/fashion-mnist", NULL, 2, 192, 2, 1, 0, 1e-3f, 0.05f};
+  demo_options o = {"/usr/share/datasets/fashion-mnist", NULL, NULL, 2, 192, 2, 1, 0, 1e-3f, 0.05f};
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -120,6 +123,7 @@ int dml_cli_demo(int argc, char **argv) {
     char *end = NULL;
     if (!strcmp(a, "--data")) o.data_dir = v;
     else if (!strcmp(a, "--model")) o.model_path = v;
+    else if (!strcmp(a, "--save")) o.save_prefix = v;
     else if (!strcmp(a, "--epochs")) o.epochs = (int)strtol(v, &end, 10);
     else if (!strcmp(a, "--batch")) o.batch = (int)strtol(v, &end, 10);
     else if (!strcmp(a, "--threads")) o.threads = (int)strtol(v, &end, 10);
@@ -288,6 +292,15 @@ int dml_cli_demo(int argc, char **argv) {
            "not learned a metric that transfers beyond the six training classes.\n");
   else
     printf("the trained embedding retrieves the unseen classes better than raw pixels.\n");
+  if (o.save_prefix) {
+    /* dml embed reads the input normalisation from the metadata. */
+    if (dml_checkpoint_save(o.save_prefix, m, NULL, "{\"input_normalize\": [0.2860, 0.3530]}")) {
+      fail("saving the model");
+      goto done;
+    }
+    printf("saved the trained model as %s.json and %s.safetensors\n", o.save_prefix,
+           o.save_prefix);
+  }
   printf("total wall time %.1f s\n", now_s() - t_start);
   rc = 0;
 done:

@@ -9,7 +9,12 @@ typedef struct dml_cli_command {
   int (*run)(int argc, char **argv);
 } dml_cli_command;
 
+int dml_cli_calibrate(int argc, char **argv);
+int dml_cli_classify(int argc, char **argv);
 int dml_cli_demo(int argc, char **argv);
+int dml_cli_embed(int argc, char **argv);
+int dml_cli_eval(int argc, char **argv);
+int dml_cli_index(int argc, char **argv);
 int dml_cli_loss(int argc, char **argv);
 int dml_cli_model(int argc, char **argv);
 int dml_cli_version(int argc, char **argv);

@@ -6,7 +6,12 @@
 #include "dml/dml.h"
 
 static const dml_cli_command commands[] = {
+    {"calibrate", "choose a gallery's rejection threshold on labelled embeddings", dml_cli_calibrate},
+    {"classify", "label queries by their gallery match, or \"unknown\"", dml_cli_classify},
     {"demo", "train the reference CNN on Fashion-MNIST and report retrieval", dml_cli_demo},
+    {"embed", "run a trained model over images or arrays and write embeddings", dml_cli_embed},
+    {"eval", "retrieval, clustering and kNN metrics of embedding files", dml_cli_eval},
+    {"index", "build, edit and search galleries of labelled embeddings", dml_cli_index},
     {"loss", "list the losses and miners, or check a loss spec", dml_cli_loss},
     {"model", "check a model text file and print its layer table", dml_cli_model},
     {"version", "print the version", dml_cli_version},

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. release build with gcc (-Werror) and every CTest suite;
-#   1b. the same without -march=native (the kernels' fallbacks without AVX-512 and FMA);
+#   1b. the same without -march=native (the kernels' fallbacks without AVX-512 and FMA) and
+#       without FAISS;
 #   2. the same under clang (-Werror), build and suites;
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and every suite;
 #   4. libFuzzer targets for every file parser, each run for a short while;
 #   5. `cmake --install` into a scratch prefix and the examples built against the installed
 #      library through pkg-config.
+# Stages 1, 2, 3 and 4 include the FAISS backend (approximate search) when libfaiss-dev and a
+# C++ compiler are installed; stage 1b builds without it (-DDML_FAISS=OFF), so both are tested.
 # Installs missing Debian packages when run as root, otherwise says which to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,9 +36,9 @@ configure_build_test() {
 step "gcc release build and tests"
 mkdir -p "$out/gcc" && configure_build_test "$out/gcc" gcc -DCMAKE_BUILD_TYPE=Release
 
-step "portable build (no -march=native: the code paths without AVX-512 or FMA) and tests"
+step "portable build (no -march=native: the code paths without AVX-512 or FMA; no FAISS) and tests"
 mkdir -p "$out/portable" && configure_build_test "$out/portable" gcc -DCMAKE_BUILD_TYPE=Release \
-  -DDML_NATIVE=OFF -DDML_BUILD_BENCH=OFF -DDML_BUILD_EXAMPLES=OFF
+  -DDML_NATIVE=OFF -DDML_FAISS=OFF -DDML_BUILD_BENCH=OFF -DDML_BUILD_EXAMPLES=OFF
 
 step "clang release build and tests"
 mkdir -p "$out/clang" && configure_build_test "$out/clang" clang -DCMAKE_BUILD_TYPE=Release
@@ -45,26 +48,48 @@ mkdir -p "$out/asan"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
+# FAISS stays on here: libfaiss.a is not instrumented, so ASan checks dml's side of the calls
+# (the wrapper's buffers and exception paths) while FAISS itself runs unchecked.
 configure_build_test "$out/asan" gcc -DCMAKE_BUILD_TYPE=Debug -DDML_SANITIZE=ON \
-  -DDML_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+  -DDML_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g"
 
 step "fuzz the file parsers (${DML_FUZZ_SECONDS:-15} s each)"
 fuzz="$out/fuzz"
 mkdir -p "$fuzz"
 CC=clang cmake -S "$root" -B "$fuzz" -DDML_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DDML_BUILD_TESTS=OFF -DDML_BUILD_BENCH=OFF \
-  -DDML_BUILD_EXAMPLES=OFF > "$fuzz.configure.log" 2>&1 || { cat "$fuzz.configure.log"; exit 1; }
+  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DDML_BUILD_TESTS=OFF \
+  -DDML_BUILD_BENCH=OFF -DDML_BUILD_EXAMPLES=OFF > "$fuzz.configure.log" 2>&1 ||
+  { cat "$fuzz.configure.log"; exit 1; }
 cmake --build "$fuzz" -j "$jobs"
 corpus="$fuzz/corpus"
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy}
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy,faiss_blob,gallery}
+targets=(safetensors model_text idx checkpoint loss_spec npy gallery)
+if [ -x "$fuzz/tests/fuzz/fuzz_faiss_blob" ]; then
+  # the FAISS blob target writes its own seeds, made by the FAISS it links
+  (cd "$fuzz" && DML_FUZZ_FAISS_SEEDS="$corpus/faiss_blob" "$fuzz/tests/fuzz/fuzz_faiss_blob" \
+    -runs=0 > "$fuzz/fuzz_faiss_blob.seed.log" 2>&1) ||
+    { cat "$fuzz/fuzz_faiss_blob.seed.log"; echo "fuzz_faiss_blob could not write its seeds" >&2; exit 1; }
+  targets+=(faiss_blob)
+fi
 cp tests/fixtures/*.safetensors "$corpus/safetensors/"
 cp models/*.txt tests/fixtures/*.txt "$corpus/model_text/"
 for f in tests/fixtures/fmnist64-*.gz; do cp "$f" "$corpus/idx/"; done
 cp tests/fixtures/npy/*.npy "$corpus/npy/"
+# galleries made by the gcc build's dml, without their trailing checksum (the target adds it)
+for spec in "Flat euclidean" "Flat cosine" "IVF4,Flat sqeuclidean"; do
+  read -r factory distance <<< "$spec"
+  gfile="$corpus/gallery/$factory-$distance.dmlg"
+  if "$out/gcc/dml" index build --emb tests/fixtures/cli/new_class.npy \
+      --labels tests/fixtures/cli/new_class_labels.npy --factory "$factory" --distance "$distance" \
+      --out "$gfile.full" > /dev/null 2>&1; then
+    head -c -4 "$gfile.full" > "$gfile"
+  fi
+  rm -f "$gfile.full"
+done
 # every spec the loss fixtures use, one per file
 grep -oh '"spec":"[^"]*"' tests/fixtures/losses_*.json | sed 's/^"spec":"//; s/"$//' | sort -u |
   awk -v d="$corpus/loss_spec" '{ f = sprintf("%s/spec%04d", d, NR); printf "%s", $0 > f; close(f) }'
-for t in safetensors model_text idx checkpoint loss_spec npy; do
+for t in "${targets[@]}"; do
   (cd "$fuzz" && "$fuzz/tests/fuzz/fuzz_$t" -max_total_time="${DML_FUZZ_SECONDS:-15}" \
     -rss_limit_mb=4096 "$corpus/$t" > "$fuzz/fuzz_$t.log" 2>&1) ||
     { tail -40 "$fuzz/fuzz_$t.log"; echo "fuzz_$t found a failure" >&2; exit 1; }

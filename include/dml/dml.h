@@ -10,6 +10,7 @@
 #include "dml/index.h"
 #include "dml/init.h"
 #include "dml/loss.h"
+#include "dml/match.h"
 #include "dml/miner.h"
 #include "dml/nn.h"
 #include "dml/npy.h"

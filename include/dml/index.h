@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "dml/distance.h"
+#include "dml/eval.h"
 #include "dml/status.h"
 
 #ifdef __cplusplus
@@ -33,6 +34,76 @@ extern "C" {
  * (the float keys would overflow). */
 dml_status dml_knn_search(const float *gallery, int64_t n, const float *queries, int64_t nq,
                           int64_t d, dml_distance dist, int64_t k, int64_t *ids, float *dists);
+
+/* ---- Gallery: a searchable, editable collection of labelled embeddings -------------------
+ * A gallery holds items: an embedding, an int64 id chosen by the caller (unique within the
+ * gallery) and zero, one or several int32 labels. Items can be added and removed at any time;
+ * adding items of a class never seen in training is how a new class joins (open set: no
+ * retraining). The gallery keeps its own copy of the embeddings.
+ *
+ * Search runs on one of two backends, chosen when the gallery is created:
+ *   - exact (factory NULL, "" or "Flat"): dml_knn_search over all items;
+ *   - approximate, when dml is built with FAISS: any FAISS index-factory string, such as
+ *     "HNSW32", "IVF1024,Flat" or "IVF1024,PQ16". An index that needs training is trained on
+ *     the first dml_gallery_add of enough items (or explicitly with dml_gallery_train).
+ *     Removing items rebuilds the FAISS index from the kept embeddings (keeping its
+ *     training), at once: one add of every kept item.
+ * Cosine galleries store embeddings as given and search on unit-normalised copies.
+ * A gallery object is not thread-safe for concurrent modification; searches may run in
+ * parallel with each other. */
+typedef struct dml_gallery dml_gallery;
+
+/* 1 when this build of dml can make FAISS-backed galleries. */
+int dml_gallery_has_faiss(void);
+
+dml_status dml_gallery_create(dml_gallery **out, int64_t d, dml_distance dist,
+                              const char *factory);
+void dml_gallery_free(dml_gallery *g);
+
+int64_t dml_gallery_size(const dml_gallery *g);
+int64_t dml_gallery_dim(const dml_gallery *g);
+dml_distance dml_gallery_distance(const dml_gallery *g);
+/* "Flat" for exact search, otherwise the FAISS factory string. */
+const char *dml_gallery_factory(const dml_gallery *g);
+/* 1 when searches go through the FAISS index; 0 for exact galleries, empty ones, and indexes
+ * still waiting for enough items to train (searched exactly meanwhile). */
+int dml_gallery_index_ready(const dml_gallery *g);
+
+/* Trains an approximate index on x [n, d] (no-op for exact galleries). */
+dml_status dml_gallery_train(dml_gallery *g, const float *x, int64_t n);
+
+/* Adds n items: x [n, d]; ids [n], each >= 0 (NULL: the next free ids, max id + 1 onwards);
+ * labels
+ * (NULL: no labels) with labels->n == n, in the layout of dml_labels (dml/eval.h). An id
+ * already present, NaN/Inf or a negative label is an error and nothing is added. */
+dml_status dml_gallery_add(dml_gallery *g, const float *x, int64_t n, const int64_t *ids,
+                           const dml_labels *labels);
+
+/* Removes the items with these ids; ids not present are ignored. *removed (may be NULL) gets
+ * how many were removed. */
+dml_status dml_gallery_remove(dml_gallery *g, const int64_t *ids, int64_t n, int64_t *removed);
+
+/* The k nearest items of each query: ids [nq, k] are item ids (-1 past the end), dists
+ * [nq, k] (may be NULL) their distances or similarities as dml_knn_search reports them. */
+dml_status dml_gallery_search(const dml_gallery *g, const float *queries, int64_t nq, int64_t k,
+                              int64_t *ids, float *dists);
+
+/* An item's labels: *labels points into the gallery (valid until it is next modified).
+ * DML_ERR_NOT_FOUND when the id is not present. */
+dml_status dml_gallery_labels(const dml_gallery *g, int64_t id, const int32_t **labels,
+                              int64_t *count);
+
+/* Search-time parameter of an approximate index ("efSearch" for HNSW, "nprobe" for IVF), as
+ * FAISS's ParameterSpace names them. Kept with the gallery when saved. */
+dml_status dml_gallery_set_param(dml_gallery *g, const char *name, double value);
+
+/* Saves the gallery (embeddings, ids, labels, and the trained FAISS index) to one file,
+ * atomically; dml_gallery_load reads it back. A truncated or corrupted file is an error
+ * (checksummed), never a crash. The FAISS part of a file is read by FAISS's own reader, which
+ * trusts the sizes it reads: the checksum catches accidents, not a file crafted to pass it,
+ * so load approximate galleries only from sources you trust. */
+dml_status dml_gallery_save(const dml_gallery *g, const char *path);
+dml_status dml_gallery_load(dml_gallery **out, const char *path);
 
 #ifdef __cplusplus
 }
