@@ -7,7 +7,9 @@
 # Options: --threads N (2), --reps N (3), --n N (60000; the protocol's second size is
 # 1000000), --nq N (10000), --approx "F[:p=v];..." (default HNSW32, IVF1024,Flat and
 # IVF1024,PQ16; "" skips), --gallery G.npy --queries Q.npy (real embeddings, e.g. from dml
-# embed). Data and results land in bench/results/knn/.
+# embed), --fmnist (real embeddings made here: `dml demo --save` trains the reference CNN,
+# `dml embed` embeds the 60,000 training images as the gallery and the 10,000 test images as
+# the queries). Data and results land in bench/results/knn/.
 # Environment: DML_BENCH_BUILD_DIR (default build/bench), PYTHON (default /usr/bin/python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,7 @@ n=60000
 nq=10000
 approx="HNSW32:efSearch=64;IVF1024,Flat:nprobe=16;IVF1024,PQ16:nprobe=16"
 data=()
+fmnist=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -28,7 +31,8 @@ while [ $# -gt 0 ]; do
     --approx) approx=$2; shift 2 ;;
     --gallery) data+=(--gallery "$2"); shift 2 ;;
     --queries) data+=(--queries "$2"); shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --fmnist) fmnist=1; shift ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_knn.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,6 +51,18 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 cmake --build "$build" --target bench_knn -j2 > "$results/build.log" 2>&1 ||
   { tail -40 "$results/build.log"; exit 1; }
+if [ "$fmnist" -eq 1 ]; then
+  cmake --build "$build" --target dml_cli -j2 > "$results/build.log" 2>&1 ||
+    { tail -40 "$results/build.log"; exit 1; }
+  fm=/usr/share/datasets/fashion-mnist
+  echo "training the reference CNN (dml demo --save) and embedding Fashion-MNIST..."
+  "$build/dml" demo --threads "$threads" --save "$results/cnn" > "$results/demo.log"
+  "$build/dml" embed --checkpoint "$results/cnn" --images "$fm/train-images-idx3-ubyte.gz" \
+    --labels "$fm/train-labels-idx1-ubyte.gz" --out "$results/fmnist_train.npy"
+  "$build/dml" embed --checkpoint "$results/cnn" --images "$fm/t10k-images-idx3-ubyte.gz" \
+    --labels "$fm/t10k-labels-idx1-ubyte.gz" --out "$results/fmnist_test.npy"
+  data=(--gallery "$results/fmnist_train.npy" --queries "$results/fmnist_test.npy")
+fi
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, threads $threads, median of $reps"
 "$build/bench/bench_knn" --threads "$threads" --reps "$reps" --n "$n" --nq "$nq" --k 10 \

@@ -79,7 +79,8 @@ TEST(add_rejects_duplicates_and_bad_values_without_changing_anything) {
   ASSERT_OK(dml_gallery_search(g, x + 6 * D, 1, 1, hit, NULL));
   ASSERT_EQ_INT(hit[0], 11);
   ASSERT_ERROR(dml_gallery_search(g, x, 1, 0, hit, NULL), DML_ERR_INVALID_ARGUMENT);
-  ASSERT_ERROR(dml_gallery_create(&g, 0, DML_DIST_COSINE, NULL), DML_ERR_INVALID_ARGUMENT);
+  dml_gallery *none;
+  ASSERT_ERROR(dml_gallery_create(&none, 0, DML_DIST_COSINE, NULL), DML_ERR_INVALID_ARGUMENT);
   dml_gallery_free(g);
 }
 

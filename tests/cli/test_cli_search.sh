@@ -87,6 +87,27 @@ has "queries without a relevant item skipped"
 ok "$dml" eval --emb "$fx/gallery.npy" --labels "$fx/multi_hot.npy" --k 5
 has "multi-label"
 
+# dml embed: a checkpoint from a tiny demo run (64 Fashion-MNIST images) over IDX images.
+data=$tmp/fmnist
+mkdir -p "$data"
+fixtures=$(cd "$fx/.." && pwd)
+for split in train t10k; do
+  ln -sf "$fixtures/fmnist64-images-idx3-ubyte.gz" "$data/$split-images-idx3-ubyte.gz"
+  ln -sf "$fixtures/fmnist64-labels-idx1-ubyte.gz" "$data/$split-labels-idx1-ubyte.gz"
+done
+ok "$dml" demo --data "$data" --epochs 1 --batch 16 --save "$tmp/cnn"
+[ -f "$tmp/cnn.json" ] && [ -f "$tmp/cnn.safetensors" ] || fail "demo --save wrote no checkpoint"
+ok "$dml" embed --checkpoint "$tmp/cnn" --images "$data/t10k-images-idx3-ubyte.gz" \
+  --labels "$data/t10k-labels-idx1-ubyte.gz" --out "$tmp/emb.npy" --labels-out "$tmp/emb_y.npy"
+has "wrote 64 embeddings of dimension 128"
+[ "$(stat -c %s "$tmp/emb.npy")" -eq $((128 + 64 * 128 * 4)) ] || fail "emb.npy has the wrong size"
+ok "$dml" eval --emb "$tmp/emb.npy" --labels "$tmp/emb_y.npy" --knn 3
+has "P@1"
+rejects 1 "values per item" "$dml" embed --checkpoint "$tmp/cnn" --input "$fx/gallery.npy" \
+  --out "$tmp/bad.npy"
+rejects 1 "checkpoint" "$dml" embed --checkpoint "$tmp/none" --input "$fx/gallery.npy" \
+  --out "$tmp/bad.npy"
+
 # Errors a user can act on, never a crash.
 cp "$g" "$tmp/damaged.dmlg"
 printf '\x55' | dd of="$tmp/damaged.dmlg" bs=1 seek=200 conv=notrunc status=none
