@@ -28,8 +28,5 @@ dml_status dml__eval_labels_check(const dml_labels *labels, int64_t n, int allow
 dml_status dml__eval_sets_build(const dml_labels *a, const dml_labels *b, dml__eval_sets *out);
 void dml__eval_sets_free(dml__eval_sets *s);
 
-/* DML_ERR_NOT_FINITE naming the first row of x [n, d] holding NaN or Inf. */
-dml_status dml__eval_check_finite(const float *x, int64_t n, int64_t d, const char *fn,
-                                  const char *what);
 
 #endif

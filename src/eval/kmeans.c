@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/check.h"
 #include "core/status_internal.h"
 #include "dml/eval.h"
 #include "dml/rng.h"
@@ -169,7 +170,7 @@ dml_status dml_kmeans(const float *x, int64_t n, int64_t d, int64_t k, int max_i
                       fn, (long long)n, (long long)k, (long long)d, max_iter);
   if (d > INT32_MAX || k > INT32_MAX || n > ((int64_t)1 << 56) / d || k > ((int64_t)1 << 24))
     return dml__error(DML_ERR_INVALID_ARGUMENT, "%s: sizes too large", fn);
-  DML_TRY(dml__eval_check_finite(x, n, d, fn, "x"));
+  DML_TRY(dml__check_finite_rows(x, n, d, fn, "x"));
   float *cent = malloc((size_t)(k * d) * sizeof *cent);
   float *xnorm = malloc((size_t)n * sizeof *xnorm);
   float *dist = malloc((size_t)n * sizeof *dist);

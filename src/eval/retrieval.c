@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/check.h"
 #include "core/status_internal.h"
 #include "dml/eval.h"
 #include "dml/tensor.h"
@@ -326,8 +327,8 @@ static dml_status retrieval_report(const float *queries, const dml_labels *qlabe
     for (int32_t c = 0; c < num_classes; c++) per_class[c].k = k;
   }
   if (nq == 0) return DML_OK;
-  DML_TRY(dml__eval_check_finite(queries, nq, d, FN, "query"));
-  if (!self) DML_TRY(dml__eval_check_finite(reference, nr, d, FN, "reference"));
+  DML_TRY(dml__check_finite_rows(queries, nq, d, FN, "query"));
+  if (!self) DML_TRY(dml__check_finite_rows(reference, nr, d, FN, "reference"));
 
   dml__eval_sets sets;
   DML_TRY(dml__eval_sets_build(qlabels, rlabels, &sets));

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "core/check.h"
 #include "core/status_internal.h"
 #include "dml/index.h"
 #include "eval/eval_internal.h"
@@ -282,10 +283,7 @@ dml_status dml_gallery_train(dml_gallery *g, const float *x, int64_t n) {
     return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_gallery_train: bad arguments");
   if (!g->faiss) return DML_OK;
 #ifdef DML_HAVE_FAISS
-  for (int64_t i = 0; i < n * g->d; i++)
-    if (!isfinite(x[i]))
-      return dml__error(DML_ERR_NOT_FINITE, "training vector %lld has a non-finite value",
-                        (long long)(i / g->d));
+  DML_TRY(dml__check_finite_rows(x, n, g->d, "dml_gallery_train", "training"));
   if (g->in_faiss > 0)
     return dml__error(DML_ERR_STATE,
                       "the '%s' index already holds items: train it before the first add",
@@ -309,10 +307,7 @@ dml_status dml_gallery_add(dml_gallery *g, const float *x, int64_t n, const int6
   if (!g || n < 0 || (n > 0 && !x))
     return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_gallery_add: bad arguments");
   if (n == 0) return DML_OK;
-  for (int64_t i = 0; i < n * g->d; i++)
-    if (!isfinite(x[i]))
-      return dml__error(DML_ERR_NOT_FINITE, "item %lld to add has a non-finite value",
-                        (long long)(i / g->d));
+  DML_TRY(dml__check_finite_rows(x, n, g->d, "dml_gallery_add", "item"));
   if (labels) DML_TRY(dml__eval_labels_check(labels, n, 0, "dml_gallery_add", "item"));
   int64_t next = 0;
   for (int64_t r = 0; r < g->n; r++)
@@ -439,10 +434,7 @@ dml_status dml_gallery_search(const dml_gallery *g, const float *queries, int64_
 #ifdef DML_HAVE_FAISS
   int sim = dml_distance_is_similarity(g->dist);
   if (g->faiss && g->in_faiss == g->n && g->n > 0) {
-    for (int64_t i = 0; i < nq * g->d; i++)
-      if (!isfinite(queries[i]))
-        return dml__error(DML_ERR_NOT_FINITE, "query %lld has a non-finite value",
-                          (long long)(i / g->d));
+    DML_TRY(dml__check_finite_rows(queries, nq, g->d, "dml_gallery_search", "query"));
     float *tmp;
     const float *rows;
     DML_TRY(faiss_rows(g, queries, nq, &tmp, &rows));

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/check.h"
 #include "core/status_internal.h"
 #include "dml/index.h"
 #include "dml/tensor.h"
@@ -115,18 +116,6 @@ static double row_norms(const float *x, int64_t n, int64_t d, int inverse, float
   return top;
 }
 
-static dml_status check_finite(const float *x, int64_t n, int64_t d, const char *what) {
-  int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n * d > 65536)
-  for (int64_t i = 0; i < n * d; i++) bad |= !isfinite(x[i]);
-  if (!bad) return DML_OK;
-  for (int64_t i = 0; i < n * d; i++)
-    if (!isfinite(x[i]))
-      return dml__error(DML_ERR_NOT_FINITE, "dml_knn_search: %s row %lld has a non-finite value",
-                        what, (long long)(i / d));
-  return DML_OK;
-}
-
 /* Offers the keys of one query against one gallery block: s [ng] holds the products q.g of
  * gallery rows g0 .. g0 + ng - 1 and becomes their keys. */
 static void offer_block(heap *h, float *s, int64_t ng, int64_t g0, dml_distance dist,
@@ -186,8 +175,8 @@ dml_status dml_knn_search(const float *gallery, int64_t n, const float *queries,
       k > ((int64_t)1 << 40) || (nq > 0 && k > ((int64_t)1 << 56) / nq))
     return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_knn_search: sizes too large");
   if (nq == 0) return DML_OK;
-  DML_TRY(check_finite(gallery, n, d, "gallery"));
-  DML_TRY(check_finite(queries, nq, d, "query"));
+  DML_TRY(dml__check_finite_rows(gallery, n, d, "dml_knn_search", "gallery"));
+  DML_TRY(dml__check_finite_rows(queries, nq, d, "dml_knn_search", "query"));
   if (n == 0) { /* nothing to find */
     for (int64_t j = 0; j < nq * k; j++) {
       ids[j] = -1;
