@@ -35,6 +35,55 @@ static void drop_self(int64_t *id, float *v, int64_t ks, int64_t self) {
   }
 }
 
+/* The neighbour lists of queries taken QCHUNK at a time, shared by the kNN functions.
+ * Leave-one-out when the queries are the reference set itself (the same pointer): one more
+ * neighbour is searched and each query's own row dropped, so that row i's first kk entries
+ * are the neighbours that vote. */
+typedef struct {
+  const float *ref, *queries;
+  int64_t nr, nq, d;
+  dml_distance dist;
+  int loo;
+  int64_t kk, ks, chunk; /* voting neighbours, searched neighbours, queries per chunk */
+  int64_t *ids;          /* [chunk, ks] */
+  float *dv;
+} knn_chunks;
+
+static dml_status chunks_open(knn_chunks *c, const float *ref, int64_t nr, const float *queries,
+                              int64_t nq, int64_t d, dml_distance dist, int64_t k,
+                              const char *fn) {
+  *c = (knn_chunks){.ref = ref, .queries = queries, .nr = nr, .nq = nq, .d = d, .dist = dist};
+  c->loo = queries == ref && nq == nr;
+  if (c->loo && nr < 2)
+    return dml__error(DML_ERR_INVALID_ARGUMENT, "%s: leave-one-out needs at least 2 items", fn);
+  c->kk = k < nr - c->loo ? k : nr - c->loo;
+  c->ks = c->kk + c->loo;
+  c->chunk = nq < QCHUNK ? nq : QCHUNK;
+  c->ids = malloc((size_t)(c->chunk * c->ks) * sizeof *c->ids);
+  c->dv = malloc((size_t)(c->chunk * c->ks) * sizeof *c->dv);
+  if (!c->ids || !c->dv) {
+    free(c->ids);
+    free(c->dv);
+    return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for %lld x %lld neighbours", fn,
+                      (long long)c->chunk, (long long)c->ks);
+  }
+  return DML_OK;
+}
+
+/* Neighbours of queries [c0, c0 + nc): row i of c->ids / c->dv, stride c->ks. */
+static dml_status chunks_search(knn_chunks *c, int64_t c0, int64_t nc) {
+  DML_TRY(dml_knn_search(c->ref, c->nr, c->queries + c0 * c->d, nc, c->d, c->dist, c->ks,
+                         c->ids, c->dv));
+  if (c->loo)
+    for (int64_t i = 0; i < nc; i++) drop_self(c->ids + i * c->ks, c->dv + i * c->ks, c->ks, c0 + i);
+  return DML_OK;
+}
+
+static void chunks_close(knn_chunks *c) {
+  free(c->ids);
+  free(c->dv);
+}
+
 dml_status dml_knn_classify(const float *ref, const int32_t *ref_labels, int64_t nr,
                             const float *queries, int64_t nq, int64_t d, dml_distance dist,
                             int64_t k, dml_vote vote, int32_t num_classes, int32_t *pred,
@@ -56,27 +105,13 @@ dml_status dml_knn_classify(const float *ref, const int32_t *ref_labels, int64_t
                         "%s: reference label %lld is %d, outside 0..%d (num_classes %d)", fn,
                         (long long)j, ref_labels[j], num_classes - 1, num_classes);
   if (nq == 0) return DML_OK;
-  /* Leave-one-out when the queries are the reference set itself: each query's own row is
-   * searched for and skipped. */
-  const int loo = queries == ref && nq == nr;
-  if (loo && nr < 2)
-    return dml__error(DML_ERR_INVALID_ARGUMENT,
-                      "%s: leave-one-out classification needs at least 2 items", fn);
-  const int64_t kk = k < nr - loo ? k : nr - loo; /* neighbours that vote */
-  const int64_t ks = kk + loo;                    /* neighbours searched */
-  const int64_t chunk = nq < QCHUNK ? nq : QCHUNK;
-  int64_t *ids = malloc((size_t)(chunk * ks) * sizeof *ids);
-  float *dv = malloc((size_t)(chunk * ks) * sizeof *dv);
-  if (!ids || !dv) {
-    free(ids);
-    free(dv);
-    return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for %lld x %lld neighbours", fn,
-                      (long long)chunk, (long long)kk);
-  }
+  knn_chunks nb;
+  DML_TRY(chunks_open(&nb, ref, nr, queries, nq, d, dist, k, fn));
+  const int64_t kk = nb.kk, ks = nb.ks;
   dml_status status = DML_OK;
-  for (int64_t c0 = 0; c0 < nq && status == DML_OK; c0 += chunk) {
-    const int64_t nc = nq - c0 < chunk ? nq - c0 : chunk;
-    status = dml_knn_search(ref, nr, queries + c0 * d, nc, d, dist, ks, ids, dv);
+  for (int64_t c0 = 0; c0 < nq && status == DML_OK; c0 += nb.chunk) {
+    const int64_t nc = nq - c0 < nb.chunk ? nq - c0 : nb.chunk;
+    status = chunks_search(&nb, c0, nc);
     if (status != DML_OK) break;
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
@@ -87,9 +122,8 @@ dml_status dml_knn_classify(const float *ref, const int32_t *ref_labels, int64_t
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < nc; i++) {
         if (!tally || !first) continue;
-        int64_t *id = ids + i * ks;
-        float *v = dv + i * ks;
-        if (loo) drop_self(id, v, ks, c0 + i);
+        const int64_t *id = nb.ids + i * ks;
+        const float *v = nb.dv + i * ks;
         for (int32_t c = 0; c < num_classes; c++) {
           tally[c] = 0.0;
           first[c] = kk;
@@ -121,8 +155,7 @@ dml_status dml_knn_classify(const float *ref, const int32_t *ref_labels, int64_t
     }
     if (failed) status = dml__error(DML_ERR_NO_MEMORY, "%s: out of memory", fn);
   }
-  free(ids);
-  free(dv);
+  chunks_close(&nb);
   return status;
 }
 
@@ -137,27 +170,17 @@ dml_status dml_knn_label_scores(const float *ref, const dml_labels *ref_labels, 
                       fn);
   DML_TRY(dml__eval_labels_check(ref_labels, nr, 0, fn, "reference"));
   if (nq == 0) return DML_OK;
-  const int loo = queries == ref && nq == nr;
-  if (loo && nr < 2)
-    return dml__error(DML_ERR_INVALID_ARGUMENT, "%s: leave-one-out needs at least 2 items", fn);
-  const int64_t kk = k < nr - loo ? k : nr - loo, ks = kk + loo;
-  const int64_t chunk = nq < QCHUNK ? nq : QCHUNK;
-  int64_t *ids = malloc((size_t)(chunk * ks) * sizeof *ids);
-  float *dv = malloc((size_t)(chunk * ks) * sizeof *dv);
-  if (!ids || !dv) {
-    free(ids);
-    free(dv);
-    return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory", fn);
-  }
+  knn_chunks nb;
+  DML_TRY(chunks_open(&nb, ref, nr, queries, nq, d, dist, k, fn));
+  const int64_t kk = nb.kk;
   dml_status status = DML_OK;
-  for (int64_t c0 = 0; c0 < nq && status == DML_OK; c0 += chunk) {
-    const int64_t nc = nq - c0 < chunk ? nq - c0 : chunk;
-    status = dml_knn_search(ref, nr, queries + c0 * d, nc, d, dist, ks, ids, dv);
+  for (int64_t c0 = 0; c0 < nq && status == DML_OK; c0 += nb.chunk) {
+    const int64_t nc = nq - c0 < nb.chunk ? nq - c0 : nb.chunk;
+    status = chunks_search(&nb, c0, nc);
     if (status != DML_OK) break;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < nc; i++) {
-      int64_t *id = ids + i * ks;
-      if (loo) drop_self(id, dv + i * ks, ks, c0 + i);
+      const int64_t *id = nb.ids + i * nb.ks;
       float *row = scores + (c0 + i) * num_labels;
       for (int32_t l = 0; l < num_labels; l++) row[l] = 0.0f;
       for (int64_t j = 0; j < kk; j++) {
@@ -174,7 +197,6 @@ dml_status dml_knn_label_scores(const float *ref, const dml_labels *ref_labels, 
       }
     }
   }
-  free(ids);
-  free(dv);
+  chunks_close(&nb);
   return status;
 }

@@ -483,13 +483,6 @@ dml_status dml_gallery_labels(const dml_gallery *g, int64_t id, const int32_t **
   return DML_OK;
 }
 
-dml_status dml__gallery_row_labels(const dml_gallery *g, int64_t row, const int32_t **labels,
-                                   int64_t *count) {
-  *labels = g->lab + g->lab_off[row];
-  *count = g->lab_off[row + 1] - g->lab_off[row];
-  return DML_OK;
-}
-
 void dml__gallery_all_labels(const dml_gallery *g, const int32_t **labels, int64_t *count) {
   *labels = g->lab;
   *count = g->lab_off[g->n];

@@ -7,10 +7,6 @@
 
 #include "dml/index.h"
 
-/* The labels of gallery row `row` (0 <= row < size): pointers into the gallery. */
-dml_status dml__gallery_row_labels(const dml_gallery *g, int64_t row, const int32_t **labels,
-                                   int64_t *count);
-
 /* Every label of every item, concatenated (with repeats): pointers into the gallery. */
 void dml__gallery_all_labels(const dml_gallery *g, const int32_t **labels, int64_t *count);
 
