@@ -17,6 +17,7 @@ int dml_cli_eval(int argc, char **argv);
 int dml_cli_index(int argc, char **argv);
 int dml_cli_loss(int argc, char **argv);
 int dml_cli_model(int argc, char **argv);
+int dml_cli_train(int argc, char **argv);
 int dml_cli_version(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const dml_cli_command commands[] = {
     {"index", "build, edit and search galleries of labelled embeddings", dml_cli_index},
     {"loss", "list the losses and miners, or check a loss spec", dml_cli_loss},
     {"model", "check a model text file and print its layer table", dml_cli_model},
+    {"train", "train an embedding from a config; evaluate it and write a report", dml_cli_train},
     {"version", "print the version", dml_cli_version},
 };
 

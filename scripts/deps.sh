@@ -6,7 +6,7 @@
 set -euo pipefail
 
 purpose=${1:-build}
-pkgs=(cmake make gcc pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev libomp-dev)
+pkgs=(cmake make gcc pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev libstb-dev zlib1g-dev libomp-dev)
 optional=()
 case "$purpose" in
   build) ;;

@@ -62,8 +62,8 @@ CC=clang cmake -S "$root" -B "$fuzz" -DDML_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
   { cat "$fuzz.configure.log"; exit 1; }
 cmake --build "$fuzz" -j "$jobs"
 corpus="$fuzz/corpus"
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy,faiss_blob,gallery}
-targets=(safetensors model_text idx checkpoint loss_spec npy gallery)
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy,faiss_blob,gallery,csv}
+targets=(safetensors model_text idx checkpoint loss_spec npy gallery csv)
 if [ -x "$fuzz/tests/fuzz/fuzz_faiss_blob" ]; then
   # the FAISS blob target writes its own seeds, made by the FAISS it links
   (cd "$fuzz" && DML_FUZZ_FAISS_SEEDS="$corpus/faiss_blob" "$fuzz/tests/fuzz/fuzz_faiss_blob" \

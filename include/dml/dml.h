@@ -22,6 +22,8 @@
 #include "dml/status.h"
 #include "dml/tensor.h"
 #include "dml/threads.h"
+#include "dml/viz.h"
+#include "dml/train.h"
 
 #define DML_VERSION_STRING "0.1.0"
 

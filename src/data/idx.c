@@ -8,13 +8,6 @@
 #include "core/status_internal.h"
 #include "dml/data.h"
 
-void dml_dataset_free(dml_dataset *ds) {
-  if (!ds) return;
-  dml_free_aligned(ds->x);
-  free(ds->labels);
-  memset(ds, 0, sizeof *ds);
-}
-
 typedef struct {
   int rank;
   int64_t dims[8];
@@ -120,33 +113,14 @@ dml_status dml_data_read_idx(const char *images_path, const char *labels_path, i
       for (int64_t i = 0; i < keep * per; i++) out->x[i] = bytes[i] * (1.0f / 255.0f);
     if (st == DML_OK) st = read_exact(fl, bytes, keep, labels_path, "the label data");
     if (st == DML_OK)
-      for (int64_t i = 0; i < keep; i++) out->labels[i] = bytes[i];
+      for (int64_t i = 0; i < keep; i++) {
+        out->labels[i] = bytes[i];
+        if (bytes[i] + 1 > out->num_classes) out->num_classes = bytes[i] + 1;
+      }
   }
   free(bytes);
   if (fi) gzclose(fi);
   if (fl) gzclose(fl);
   if (st != DML_OK) dml_dataset_free(out);
   return st;
-}
-
-dml_status dml_dataset_normalize(dml_dataset *ds, float mean, float std) {
-  if (!ds || !ds->x) return dml__error(DML_ERR_INVALID_ARGUMENT, "normalize: empty data set");
-  if (!(std > 0)) return dml__error(DML_ERR_INVALID_ARGUMENT, "normalize: std must be > 0");
-  int64_t n = ds->n * ds->example_numel;
-  float inv = 1.0f / std;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) ds->x[i] = (ds->x[i] - mean) * inv;
-  return DML_OK;
-}
-
-dml_status dml_dataset_filter_labels(dml_dataset *ds, int32_t lo, int32_t hi) {
-  if (!ds) return dml__error(DML_ERR_INVALID_ARGUMENT, "filter: NULL data set");
-  int64_t k = 0, d = ds->example_numel;
-  for (int64_t i = 0; i < ds->n; i++) {
-    if (ds->labels[i] < lo || ds->labels[i] > hi) continue;
-    if (k != i) memmove(ds->x + k * d, ds->x + i * d, (size_t)d * sizeof(float));
-    ds->labels[k++] = ds->labels[i];
-  }
-  ds->n = k;
-  return DML_OK;
 }
