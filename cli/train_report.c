@@ -220,12 +220,28 @@ static int write_retrieval_grid(const train_run_info *info, const dml_dataset *t
   }
   dml_image_set set = {test->x, test->n, (int)test->shape[0], (int)test->shape[1],
                        (int)test->shape[2], info->mean[0], info->std[0]};
+  float *pixels = NULL; /* per-channel normalisation: undo it on a copy */
+  if (info->norm_channels > 1) {
+    int64_t plane = test->shape[1] * test->shape[2];
+    pixels = malloc((size_t)(test->n * test->example_numel) * sizeof(float));
+    if (!pixels) goto out;
+    for (int64_t i = 0; i < test->n * test->example_numel; i++) {
+      int ch = (int)((i / plane) % test->shape[0]);
+      if (ch >= info->norm_channels) ch = info->norm_channels - 1;
+      pixels[i] = test->x[i] * info->std[ch] + info->mean[ch];
+    }
+    set.x = pixels;
+    set.mean = 0;
+    set.std = 1;
+  }
   int scale = test->shape[1] <= 32 ? 3 : test->shape[1] <= 64 ? 2 : 1;
   if (dml_viz_retrieval_grid(path, &set, test->labels, qrows, nq, &set, test->labels, nb, k,
                              class_names_of(test, train), max_label(test, train) + 1, scale)) {
     cli_fail("train", "retrieval picture");
+    free(pixels);
     goto out;
   }
+  free(pixels);
   rc = 0;
 out:
   free(rows);
@@ -277,14 +293,15 @@ static int write_maps(const train_run_info *info, const dml_dataset *test,
   double t0 = train_now();
   dml_tsne_config tc = dml_tsne_config_default();
   tc.seed = seed;
+  if (tc.perplexity > (double)(n - 1) / 3.0) tc.perplexity = (double)(n - 1) / 3.0; /* < n */
   if (dml_tsne_2d(e, n, d, &tc, xy, NULL)) {
     cli_fail("train", "t-SNE map");
     goto out;
   }
   *tsne_seconds = train_now() - t0;
   snprintf(path, sizeof path, "%s/map_tsne.png", info->outdir);
-  snprintf(title, sizeof title, "t-SNE of %lld test embeddings (perplexity 30%s)", (long long)n,
-           unseen_note);
+  snprintf(title, sizeof title, "t-SNE of %lld test embeddings (perplexity %.0f%s)", (long long)n,
+           tc.perplexity, unseen_note);
   if (dml_viz_scatter_png(path, xy, y, n, names, ncls, title, 900, 760)) {
     cli_fail("train", "t-SNE map");
     goto out;

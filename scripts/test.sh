@@ -62,8 +62,8 @@ CC=clang cmake -S "$root" -B "$fuzz" -DDML_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
   { cat "$fuzz.configure.log"; exit 1; }
 cmake --build "$fuzz" -j "$jobs"
 corpus="$fuzz/corpus"
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy,faiss_blob,gallery,csv}
-targets=(safetensors model_text idx checkpoint loss_spec npy gallery csv)
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,model_text,idx,checkpoint,loss_spec,npy,faiss_blob,gallery,csv,train_config}
+targets=(safetensors model_text idx checkpoint loss_spec npy gallery csv train_config)
 if [ -x "$fuzz/tests/fuzz/fuzz_faiss_blob" ]; then
   # the FAISS blob target writes its own seeds, made by the FAISS it links
   (cd "$fuzz" && DML_FUZZ_FAISS_SEEDS="$corpus/faiss_blob" "$fuzz/tests/fuzz/fuzz_faiss_blob" \
@@ -75,6 +75,8 @@ cp tests/fixtures/*.safetensors "$corpus/safetensors/"
 cp models/*.txt tests/fixtures/*.txt "$corpus/model_text/"
 for f in tests/fixtures/fmnist64-*.gz; do cp "$f" "$corpus/idx/"; done
 cp tests/fixtures/npy/*.npy "$corpus/npy/"
+cp configs/*.json "$corpus/train_config/"
+cp tests/fixtures/data/csv/*.csv "$corpus/csv/"
 # galleries made by the gcc build's dml, without their trailing checksum (the target adds it)
 for spec in "Flat euclidean" "Flat cosine" "Flat dot"; do
   read -r factory distance <<< "$spec"
