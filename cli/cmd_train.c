@@ -132,6 +132,13 @@ static dml_status keep_rows(dml_dataset *ds, const int64_t *rows, int64_t n) {
       ds->labels[i] = ds->labels[rows[i]];
     }
     ds->n = n;
+    /* give back the tail: a copy of the kept rows in a buffer of their size */
+    float *fit = n > 0 ? dml_alloc_aligned((size_t)(n * e) * sizeof(float)) : NULL;
+    if (fit) {
+      memcpy(fit, ds->x, (size_t)(n * e) * sizeof(float));
+      dml_free_aligned(ds->x);
+      ds->x = fit;
+    }
     return DML_OK;
   }
   dml_dataset sub;
@@ -267,7 +274,28 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
     fprintf(stderr, "dml train: no training data: set data.train (and data.format)\n");
     return 2;
   }
-  if (read_data(c, train_path, dml_train_config_string(c, "data.train_labels"),
+  /* An open set with its own test file: the training file's test-class rows are dropped while
+   * reading (IDX), so they never take memory. */
+  const char *split = dml_train_config_string(c, "split.kind");
+  int excluded_at_read = 0;
+  if (!strcmp(dml_train_config_string(c, "data.format"), "idx") && !strcmp(split, "classes") &&
+      *test_path) {
+    int64_t tc[256];
+    int n = dml_train_config_ints(c, "split.test_classes", tc, 256);
+    int32_t ex[256];
+    for (int i = 0; i < n && i < 256; i++) ex[i] = (int32_t)tc[i];
+    const char *tl = dml_train_config_string(c, "data.train_labels");
+    if (n >= 1 && n <= 256 && *tl) {
+      if (dml_data_read_idx_excluding(train_path, tl, dml_train_config_int(c, "data.limit"), ex,
+                                      n, &train)) {
+        fail("training data");
+        goto done;
+      }
+      excluded_at_read = 1;
+    }
+  }
+  if (!excluded_at_read &&
+      read_data(c, train_path, dml_train_config_string(c, "data.train_labels"),
                 dml_train_config_int(c, "data.limit"), &train)) {
     fail("training data");
     goto done;
@@ -285,7 +313,6 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
     goto done;
   }
   /* ---- split ---- */
-  const char *split = dml_train_config_string(c, "split.kind");
   int64_t ntr = 0, nte = 0;
   info.open_set = 0;
   if (!strcmp(split, "classes") || !strcmp(split, "random_classes")) {
@@ -300,7 +327,8 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
       }
       info.num_unseen = n;
       for (int i = 0; i < n; i++) info.unseen[i] = (int32_t)tc[i];
-      if (dml_split_by_class(train.labels, train.n, info.unseen, n, &tr, &ntr, &te, &nte)) {
+      if (!excluded_at_read &&
+          dml_split_by_class(train.labels, train.n, info.unseen, n, &tr, &ntr, &te, &nte)) {
         fail("split.test_classes");
         goto done;
       }
@@ -324,7 +352,7 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
         goto done;
       }
     }
-    if (keep_rows(&train, tr, ntr)) {
+    if (!excluded_at_read && keep_rows(&train, tr, ntr)) {
       fail("split");
       goto done;
     }

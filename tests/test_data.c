@@ -2,6 +2,7 @@
  * truncated, count mismatch). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
 
 #include "test.h"
@@ -79,4 +80,24 @@ TEST(bad_idx_files_are_errors) {
   ASSERT_OK(dml_data_read_idx(ip, lp, 5, &ds));
   ASSERT_EQ_INT(ds.n, 5);
   dml_dataset_free(&ds);
+}
+
+TEST(idx_excluding_labels_matches_filtering) {
+  char ip[1024], lp[1024];
+  fixture("fmnist64-images-idx3-ubyte.gz", ip, sizeof ip);
+  fixture("fmnist64-labels-idx1-ubyte.gz", lp, sizeof lp);
+  dml_dataset all, some;
+  ASSERT_OK(dml_data_read_idx(ip, lp, 0, &all));
+  const int32_t ex[] = {6, 7, 8, 9};
+  ASSERT_OK(dml_data_read_idx_excluding(ip, lp, 0, ex, 4, &some));
+  ASSERT_OK(dml_dataset_filter_labels(&all, 0, 5));
+  ASSERT_EQ_INT(some.n, all.n);
+  ASSERT_EQ_INT(some.num_classes, 10);
+  for (int64_t i = 0; i < some.n; i++) ASSERT_EQ_INT(some.labels[i], all.labels[i]);
+  ASSERT_TRUE(memcmp(some.x, all.x, (size_t)(some.n * 784) * sizeof(float)) == 0);
+  dml_dataset_free(&some);
+  const int32_t every[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  ASSERT_ERROR(dml_data_read_idx_excluding(ip, lp, 0, every, 10, &some), DML_ERR_FORMAT);
+  ASSERT_TRUE(some.x == NULL && some.n == 0);
+  dml_dataset_free(&all);
 }

@@ -3,6 +3,7 @@
  * deterministic and follows torch's defaults. */
 #include <dirent.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "test.h"
 
@@ -581,4 +582,59 @@ TEST(accessors_tolerate_null) {
   ASSERT_EQ_INT(dml_model_output_numel(NULL), 0);
   ASSERT_ERROR(dml_model_init_weights(NULL, 1), DML_ERR_INVALID_ARGUMENT);
   dml_model_print_summary(NULL, stdout);
+}
+
+/* dml_model_predict records for inference (batch norm fused with its ReLU, ReLU in place,
+ * max pooling without argmax, one graph per thread): the same bits as the evaluation-mode
+ * forward on a graph that could run backward, for 1 and 2 threads; and a forward recorded for
+ * inference refuses backward. */
+#include "core/graph_internal.h"
+
+TEST(predict_matches_evaluation_forward) {
+  dml_model *m = NULL;
+  ASSERT_OK(dml_model_parse("input 1 12 12\nconv2d out=6 k=3 pad=1\nbatchnorm\nrelu\n"
+                            "maxpool2d k=2\nconv2d out=4 k=3 pad=1\nbatchnorm\nrelu\nflatten\n"
+                            "linear out=8\nrelu\nlinear out=5\nl2norm\n",
+                            "fused", &m));
+  ASSERT_OK(dml_model_init_weights(m, 3));
+  /* non-trivial running statistics */
+  dml_param_store *ps = dml_model_params(m);
+  for (int i = 0; i < dml_params_count(ps); i++) {
+    dml_param *p = dml_params_get(ps, i);
+    if (strstr(p->name, "running_mean"))
+      for (int64_t k = 0; k < p->numel; k++) p->value[k] = 0.1f * (float)(k % 3) - 0.1f;
+    if (strstr(p->name, "running_var"))
+      for (int64_t k = 0; k < p->numel; k++) p->value[k] = 0.5f + 0.25f * (float)(k % 4);
+  }
+  enum { N = 37 };
+  float *x = malloc(N * 144 * sizeof(float)), ref[N * 5], got[N * 5];
+  for (int i = 0; i < N * 144; i++) x[i] = (float)((i * 7919) % 211) / 105.0f - 1.0f;
+  dml_graph *g;
+  ASSERT_OK(dml_graph_new(&g));
+  dml_graph_set_training(g, 0);
+  int64_t shape[4] = {N, 1, 12, 12};
+  dml_node *xin, *y;
+  ASSERT_OK(dml_graph_input(g, x, 4, shape, 1, &xin)); /* requires grad: nothing fused */
+  ASSERT_OK(dml_model_forward(m, g, xin, &y));
+  memcpy(ref, dml_node_value(y)->data, sizeof ref);
+  int threads = dml_get_num_threads();
+  for (int t = 1; t <= 2; t++) {
+    dml_set_num_threads(t);
+    for (int b = 1; b <= 64; b *= 4) {
+      memset(got, 0, sizeof got);
+      ASSERT_OK(dml_model_predict(m, g, x, N, b, got));
+      for (int i = 0; i < N * 5; i++) ASSERT_NEAR(got[i], ref[i], 2e-6);
+    }
+  }
+  dml_set_num_threads(threads);
+  /* inference forward: backward is refused */
+  dml_graph_reset(g);
+  dml__graph_set_inference(g, 1);
+  ASSERT_OK(dml_graph_input(g, x, 4, shape, 1, &xin));
+  ASSERT_OK(dml_model_forward(m, g, xin, &y));
+  ASSERT_ERROR(dml_graph_backward(g, y, ref), DML_ERR_STATE);
+  ASSERT_TRUE(strstr(dml_last_error(), "inference") != NULL);
+  dml_graph_free(g);
+  dml_model_free(m);
+  free(x);
 }

@@ -74,6 +74,14 @@ dml_status dml_dataset_normalize_channels(dml_dataset *ds, int channels, const f
 dml_status dml_data_read_idx(const char *images_path, const char *labels_path, int64_t limit,
                              dml_dataset *out);
 
+/* The same, leaving out the examples whose label is one of exclude_labels[0..num_exclude):
+ * they are never held in memory (an open-set training set read without its test classes).
+ * num_classes still counts every label of the scanned rows. Leaving out every example is an
+ * error. */
+dml_status dml_data_read_idx_excluding(const char *images_path, const char *labels_path,
+                                       int64_t limit, const int32_t *exclude_labels,
+                                       int num_exclude, dml_dataset *out);
+
 /* x_path: float32 .npy of shape [n, ...] (rank >= 2); an example has the shape of the rest
  * ([n, d] gives examples of shape [d]). labels_path: int32 or int64 .npy of shape [n] with
  * values in [0, 2^31), or NULL (every label 0). Errors: counts differ, wrong dtype or rank,

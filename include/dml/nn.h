@@ -43,7 +43,9 @@ dml_status dml_model_init_weights(dml_model *m, uint64_t seed);
 dml_status dml_model_forward(dml_model *m, dml_graph *g, dml_node *x, dml_node **out);
 
 /* Evaluation-mode forward of n examples (x: n * input_numel floats) into out
- * (n * output_numel floats), in chunks of batch_size using g's memory. */
+ * (n * output_numel floats). With several threads each thread embeds its own chunks of
+ * batch_size / threads examples on its own graph (g serves the first); with one thread, chunks
+ * of batch_size on g. Same threads and batch size, same bits. */
 dml_status dml_model_predict(dml_model *m, dml_graph *g, const float *x, int64_t n,
                              int64_t batch_size, float *out);
 

@@ -31,12 +31,17 @@ void dml_graph_reset(dml_graph *g) {
   g->tape_len = 0;
   g->random_ops = 0;
   g->backward_done = 0;
+  g->inference = 0;
 }
 
 void dml_graph_set_training(dml_graph *g, int training) {
   if (g) g->training = training ? 1 : 0;
 }
 int dml_graph_training(const dml_graph *g) { return g ? g->training : 0; }
+
+void dml__graph_set_inference(dml_graph *g, int on) {
+  if (g) g->inference = on ? 1 : 0;
+}
 
 void dml_graph_set_seed(dml_graph *g, uint64_t seed, uint64_t step) {
   if (!g) return;
@@ -101,7 +106,7 @@ dml_status dml__node_new_view(dml_graph *g, const char *op, int ndim, const int6
   for (int i = 0; i < n_inputs; i++) {
     ins[i] = inputs[i];
     inputs[i]->consumers++;
-    if (inputs[i]->requires_grad) node->requires_grad = 1;
+    if (inputs[i]->requires_grad && !g->inference) node->requires_grad = 1;
   }
   DML_TRY(tape_push(g, node));
   *out = node;
@@ -185,6 +190,9 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
   if (g->backward_done)
     return dml__error(DML_ERR_STATE, "backward was already run on this graph; reset it and "
                                      "record the forward pass again");
+  if (g->inference)
+    return dml__error(DML_ERR_STATE, "this forward pass was recorded for inference only "
+                                     "(dml_model_predict); record it again to differentiate");
   int64_t n = dml__numel(root);
   if (!seed_grad && n != 1)
     return dml__error(DML_ERR_SHAPE,
@@ -221,7 +229,13 @@ dml_status dml_graph_backward(dml_graph *g, dml_node *root, const float *seed_gr
       dml_node *in = node->inputs[k];
       if (!in->requires_grad) continue;
       if (!in->grad && !in->param && node->backward_overwrites && k < 32) {
-        in->grad = dml__arena_alloc(&g->arena, dml__numel(in) * (int64_t)sizeof(float));
+        /* an in-place elementwise op hands its own gradient buffer down (never the caller's
+         * seed, which is read-only) */
+        if (node->grad_in_place && in->consumers == 1 && node->grad != seed_grad &&
+            dml__numel(in) == dml__numel(node))
+          in->grad = node->grad;
+        else
+          in->grad = dml__arena_alloc(&g->arena, dml__numel(in) * (int64_t)sizeof(float));
         if (in->grad) node->fresh_inputs |= 1u << k;
       }
       if (!dml__node_grad(g, in))

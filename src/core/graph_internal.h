@@ -35,6 +35,8 @@ struct dml_node {
   int backward_overwrites; /* the op's backward can store into fresh input gradients */
   int consumers;          /* nodes recorded with this one as an input */
   uint32_t fresh_inputs;  /* during backward: bit k = inputs[k]->grad is uninitialised */
+  int grad_in_place;      /* backward may write its single input's gradient over its own
+                           * (elementwise ops whose input has no other consumer) */
   union {
     float f[16];
     int64_t i[16];
@@ -47,6 +49,7 @@ struct dml_graph {
   dml_node **tape;
   int64_t tape_len, tape_cap;
   int training;
+  int inference; /* no backward will run: nodes never require gradients (dml__graph_set_inference) */
   uint64_t seed, step;
   uint64_t random_ops; /* random ops recorded this step (dropout stream index) */
   int backward_done;
@@ -72,6 +75,11 @@ float *dml__node_grad(dml_graph *g, dml_node *n);
 static inline int dml__grad_fresh(const dml_node *n, int k) {
   return k < 32 && ((n->fresh_inputs >> k) & 1u);
 }
+
+/* Inference: until reset, recorded nodes never require gradients (ops skip what only
+ * backward needs) and dml_graph_backward is refused; ops may fuse and work in place. Used by
+ * dml_model_predict. dml_graph_reset clears it. */
+void dml__graph_set_inference(dml_graph *g, int on);
 
 /* Scratch or saved-state memory from the arena, valid until reset. NULL when out of memory. */
 void *dml__graph_alloc(dml_graph *g, int64_t bytes);

@@ -70,12 +70,17 @@ static dml_status open_gz(const char *path, gzFile *out) {
   return DML_OK;
 }
 
-dml_status dml_data_read_idx(const char *images_path, const char *labels_path, int64_t limit,
-                             dml_dataset *out) {
+/* Reads the labels, then streams the images a row at a time, converting only the rows kept
+ * (limit, then the excluded labels): the whole file is never in memory as bytes, and the
+ * dropped rows are never in memory as floats. */
+static dml_status read_idx(const char *images_path, const char *labels_path, int64_t limit,
+                           const int32_t *exclude, int num_exclude, dml_dataset *out) {
   if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_data_read_idx: out is NULL");
   memset(out, 0, sizeof *out);
+  if (num_exclude < 0 || (num_exclude > 0 && !exclude))
+    return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_data_read_idx: bad excluded labels");
   gzFile fi = NULL, fl = NULL;
-  unsigned char *bytes = NULL;
+  unsigned char *lab = NULL, *row = NULL;
   dml_status st = open_gz(images_path, &fi);
   if (st == DML_OK) st = open_gz(labels_path, &fl);
   idx_header hi, hl;
@@ -90,8 +95,7 @@ dml_status dml_data_read_idx(const char *images_path, const char *labels_path, i
   if (st == DML_OK) {
     int64_t n = hi.dims[0];
     int64_t per = hi.count / n;
-    int64_t keep = (limit > 0 && limit < n) ? limit : n;
-    out->n = keep;
+    int64_t scan = (limit > 0 && limit < n) ? limit : n;
     /* [n,F] -> examples [F]; [n,H,W] -> [1,H,W] (one channel); [n,C,H,W] -> [C,H,W] */
     if (hi.rank == 3) {
       out->ndim = 3;
@@ -103,24 +107,52 @@ dml_status dml_data_read_idx(const char *images_path, const char *labels_path, i
       for (int i = 1; i < hi.rank; i++) out->shape[i - 1] = hi.dims[i];
     }
     out->example_numel = per;
-    out->x = dml_alloc_aligned(keep * per * (int64_t)sizeof(float));
-    out->labels = malloc((size_t)keep * sizeof(int32_t));
-    bytes = malloc((size_t)(keep * per > keep ? keep * per : keep));
-    if (!out->x || !out->labels || !bytes)
-      st = dml__error(DML_ERR_NO_MEMORY, "out of memory reading %lld images", (long long)keep);
-    if (st == DML_OK) st = read_exact(fi, bytes, keep * per, images_path, "the image data");
-    if (st == DML_OK)
-      for (int64_t i = 0; i < keep * per; i++) out->x[i] = bytes[i] * (1.0f / 255.0f);
-    if (st == DML_OK) st = read_exact(fl, bytes, keep, labels_path, "the label data");
-    if (st == DML_OK)
-      for (int64_t i = 0; i < keep; i++) {
-        out->labels[i] = bytes[i];
-        if (bytes[i] + 1 > out->num_classes) out->num_classes = bytes[i] + 1;
-      }
+    lab = malloc((size_t)(scan > 0 ? scan : 1));
+    row = malloc((size_t)(per > 0 ? per : 1));
+    if (!lab || !row) st = dml__error(DML_ERR_NO_MEMORY, "out of memory reading %s", labels_path);
+    if (st == DML_OK) st = read_exact(fl, lab, scan, labels_path, "the label data");
+    int64_t keep = 0;
+    for (int64_t i = 0; st == DML_OK && i < scan; i++) {
+      int skip = 0;
+      for (int e = 0; e < num_exclude; e++) skip |= exclude[e] == (int32_t)lab[i];
+      keep += !skip;
+      if (lab[i] + 1 > out->num_classes) out->num_classes = lab[i] + 1;
+    }
+    if (st == DML_OK && keep == 0)
+      st = dml__error(DML_ERR_FORMAT, "%s: no example is left after leaving out the excluded "
+                      "labels", labels_path);
+    if (st == DML_OK) {
+      out->n = keep;
+      out->x = dml_alloc_aligned(keep * per * (int64_t)sizeof(float));
+      out->labels = malloc((size_t)keep * sizeof(int32_t));
+      if (!out->x || !out->labels)
+        st = dml__error(DML_ERR_NO_MEMORY, "out of memory reading %lld images", (long long)keep);
+    }
+    for (int64_t i = 0, k = 0; st == DML_OK && i < scan; i++) {
+      st = read_exact(fi, row, per, images_path, "the image data");
+      int skip = 0;
+      for (int e = 0; e < num_exclude; e++) skip |= exclude[e] == (int32_t)lab[i];
+      if (st != DML_OK || skip) continue;
+      float *dst = out->x + k * per;
+      for (int64_t j = 0; j < per; j++) dst[j] = row[j] * (1.0f / 255.0f);
+      out->labels[k++] = lab[i];
+    }
   }
-  free(bytes);
+  free(lab);
+  free(row);
   if (fi) gzclose(fi);
   if (fl) gzclose(fl);
   if (st != DML_OK) dml_dataset_free(out);
   return st;
+}
+
+dml_status dml_data_read_idx(const char *images_path, const char *labels_path, int64_t limit,
+                             dml_dataset *out) {
+  return read_idx(images_path, labels_path, limit, NULL, 0, out);
+}
+
+dml_status dml_data_read_idx_excluding(const char *images_path, const char *labels_path,
+                                       int64_t limit, const int32_t *exclude_labels,
+                                       int num_exclude, dml_dataset *out) {
+  return read_idx(images_path, labels_path, limit, exclude_labels, num_exclude, out);
 }

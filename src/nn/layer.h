@@ -39,6 +39,7 @@ struct dml__layer {
   int64_t in_shape[DML_MAX_DIMS], out_shape[DML_MAX_DIMS];
   int n_params;
   int params[DML__LAYER_MAX_PARAMS]; /* store indices (weight, bias, running stats) */
+  int next_is_relu;       /* the following layer is a ReLU (batch norm fuses it in inference) */
 };
 
 /* One "key=value" option of a line. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dml/ops.h"
+#include "ops/activation_internal.h"
 #include "nn/layer.h"
 
 #define MAX_WINDOW ((int64_t)1 << 16)
@@ -32,7 +33,8 @@ static dml_status act_forward(dml__layer *l, dml_graph *g, dml_node *x, dml_node
   act_layer *L = (act_layer *)l;
   switch (L->kind) {
     case ACT_RELU:
-      return dml_op_relu(g, x, y);
+      /* in a sequential model nothing else reads the previous layer's output */
+      return dml__op_relu_inplace(g, x, y);
     case ACT_LEAKY:
       return dml_op_leaky_relu(g, x, L->a, y);
     case ACT_GELU:

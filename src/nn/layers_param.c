@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "dml/ops.h"
+#include "ops/norm_internal.h"
 #include "nn/layer.h"
 
 #define MAX_FEATURES ((int64_t)1 << 24)
@@ -227,6 +228,9 @@ static dml_status bn_forward(dml__layer *l, dml_graph *g, dml_node *x, dml_node 
     k = 2;
   }
   float *mean = dml__layer_param(l, k)->value, *var = dml__layer_param(l, k + 1)->value;
+  if (l->next_is_relu) /* inference only; otherwise the plain op */
+    return dml__op_batchnorm_relu_inference(g, x, gamma, beta, mean, var, L->momentum, L->eps,
+                                            y);
   return dml_op_batchnorm(g, x, gamma, beta, mean, var, L->momentum, L->eps, y);
 }
 

@@ -1,10 +1,12 @@
 /* A model: the layers parsed from model text (model_text.c) and their parameter store.
  * Forward runs the layers in order on a graph; predict runs evaluation-mode forward passes in
  * chunks; the summary prints the layer table with output shapes and parameter counts. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/graph_internal.h"
 #include "nn/model_internal.h"
 
 void dml_model_free(dml_model *m) {
@@ -62,6 +64,27 @@ dml_status dml_model_forward(dml_model *m, dml_graph *g, dml_node *x, dml_node *
   return DML_OK;
 }
 
+/* Evaluation-mode forward of rows [start, start + nb) on g. */
+static dml_status predict_chunk(dml_model *m, dml_graph *g, const float *x, int64_t start,
+                                int64_t nb, float *out) {
+  int64_t in_numel = dml_model_input_numel(m), out_numel = dml_model_output_numel(m);
+  int64_t shape[DML_MAX_DIMS + 1];
+  for (int i = 0; i < m->in_ndim; i++) shape[1 + i] = m->in_shape[i];
+  shape[0] = nb;
+  dml_graph_reset(g);
+  dml_graph_set_training(g, 0);
+  dml__graph_set_inference(g, 1);
+  dml_node *xin, *y;
+  DML_TRY(dml_graph_input(g, x + start * in_numel, m->in_ndim + 1, shape, 0, &xin));
+  DML_TRY(dml_model_forward(m, g, xin, &y));
+  const dml_tensor *yv = dml_node_value(y);
+  if (dml_tensor_numel(yv) != nb * out_numel)
+    return dml__error(DML_ERR_INTERNAL, "%s: the last layer produced %lld values, expected %lld",
+                      m->source, (long long)dml_tensor_numel(yv), (long long)(nb * out_numel));
+  memcpy(out + start * out_numel, yv->data, (size_t)(nb * out_numel) * sizeof(float));
+  return DML_OK;
+}
+
 dml_status dml_model_predict(dml_model *m, dml_graph *g, const float *x, int64_t n,
                              int64_t batch_size, float *out) {
   if (!m || !g)
@@ -74,26 +97,46 @@ dml_status dml_model_predict(dml_model *m, dml_graph *g, const float *x, int64_t
   if (n == 0) return DML_OK;
   if (!x || !out)
     return dml__error(DML_ERR_INVALID_ARGUMENT, "dml_model_predict: NULL input or output buffer");
-  int64_t in_numel = dml_model_input_numel(m), out_numel = dml_model_output_numel(m);
   int was_training = dml_graph_training(g);
-  dml_graph_set_training(g, 0);
   dml_status st = DML_OK;
-  int64_t shape[DML_MAX_DIMS];
-  for (int i = 0; i < m->in_ndim; i++) shape[1 + i] = m->in_shape[i];
-  for (int64_t start = 0; start < n && st == DML_OK; start += batch_size) {
-    int64_t nb = n - start < batch_size ? n - start : batch_size;
-    shape[0] = nb;
-    dml_graph_reset(g);
-    dml_node *xin, *y;
-    st = dml_graph_input(g, x + start * in_numel, m->in_ndim + 1, shape, 0, &xin);
-    if (st == DML_OK) st = dml_model_forward(m, g, xin, &y);
-    if (st == DML_OK) {
-      const dml_tensor *yv = dml_node_value(y);
-      if (dml_tensor_numel(yv) != nb * out_numel)
-        st = dml__error(DML_ERR_INTERNAL, "%s: the last layer produced %lld values, expected %lld",
-                        m->source, (long long)dml_tensor_numel(yv), (long long)(nb * out_numel));
-      else
-        memcpy(out + start * out_numel, yv->data, (size_t)(nb * out_numel) * sizeof(float));
+  /* Inference has no backward pass to share a batch across threads, so each thread runs its
+   * own chunks end to end, single-threaded, on its own graph: no barrier per layer, and every
+   * memory-bound layer (norms, activations, pooling) runs in parallel. Chunks of
+   * batch_size / threads rows keep the memory of one batch_size forward. The same thread
+   * count and batch size give the same bits; another split may change the last bits (GEMM
+   * blocking follows the chunk's size). */
+  int nt = omp_get_max_threads();
+  int64_t chunk = batch_size / (nt > 0 ? nt : 1);
+  if (chunk < 16) chunk = 16;
+  int64_t nchunks = (n + chunk - 1) / chunk;
+  if (nt > 1 && nchunks >= 2 && !omp_in_parallel()) {
+    if (nt > nchunks) nt = (int)nchunks;
+    dml_graph *gs[64];
+    if (nt > 64) nt = 64;
+    gs[0] = g;
+    int made = 1;
+    for (; made < nt; made++)
+      if (dml_graph_new(&gs[made]) != DML_OK) break;
+    nt = made;
+    dml_status sts[64];
+    char msg[64][256];
+#pragma omp parallel num_threads(nt)
+    {
+      int t = omp_get_thread_num();
+      sts[t] = DML_OK;
+      for (int64_t c = t; c < nchunks && sts[t] == DML_OK; c += nt) {
+        int64_t start = c * chunk, nb = n - start < chunk ? n - start : chunk;
+        sts[t] = predict_chunk(m, gs[t], x, start, nb, out);
+      }
+      if (sts[t] != DML_OK) snprintf(msg[t], sizeof msg[t], "%s", dml_last_error());
+    }
+    for (int t = 0; t < nt && st == DML_OK; t++)
+      if (sts[t] != DML_OK) st = dml__error(sts[t], "%s", msg[t]);
+    for (int t = 1; t < nt; t++) dml_graph_free(gs[t]);
+  } else {
+    for (int64_t start = 0; start < n && st == DML_OK; start += batch_size) {
+      int64_t nb = n - start < batch_size ? n - start : batch_size;
+      st = predict_chunk(m, g, x, start, nb, out);
     }
   }
   dml_graph_reset(g);

@@ -73,6 +73,7 @@ static dml_status push_layer(dml_model *m, dml__layer *l) {
     m->layers = ls;
     m->cap_layers = cap;
   }
+  if (m->n_layers > 0 && !strcmp(l->desc, "relu")) m->layers[m->n_layers - 1]->next_is_relu = 1;
   m->layers[m->n_layers++] = l;
   return DML_OK;
 }

@@ -2,8 +2,10 @@
  *   relu' = [x > 0]   leaky' = x > 0 ? 1 : slope   gelu(x) = x Phi(x), gelu' = Phi + x phi
  *   sigmoid' = y (1 - y)   tanh' = 1 - y^2   softplus' = sigmoid(beta x) (1 above threshold) */
 #include <math.h>
+#include <string.h>
 
 #include "core/graph_internal.h"
+#include "ops/activation_internal.h"
 #include "dml/ops.h"
 
 #define PAR_MIN 16384
@@ -89,6 +91,37 @@ static dml_status activation(dml_graph *g, const char *op, act_kind kind, dml_no
   y->attr.f[3] = p1;
   y->backward = act_backward;
   y->backward_overwrites = 1;
+  *out = y;
+  return DML_OK;
+}
+
+/* ReLU that overwrites its input's value, and in backward hands its gradient buffer down, when
+ * that is safe: x was made by an op whose backward never reads its own output (convolution,
+ * linear, batch norm) and nothing else has consumed x yet. The caller promises nothing will
+ * (a sequential model's next layer). Otherwise an ordinary ReLU. Saves one activation and one
+ * gradient of x's size per ReLU; relu' = [y > 0] = [x > 0], so backward is unchanged. */
+dml_status dml__op_relu_inplace(dml_graph *g, dml_node *x, dml_node **out) {
+  if (!out) return dml__error(DML_ERR_INVALID_ARGUMENT, "relu: out is NULL");
+  DML_TRY(dml__check_node("relu", x, "x"));
+  const char *op = x->op ? x->op : "";
+  if (!strcmp(op, "batchnorm_relu")) { /* the batch norm before already applied it */
+    *out = x;
+    return DML_OK;
+  }
+  int safe = x->consumers == 0 && !x->param &&
+             (!strcmp(op, "conv2d") || !strcmp(op, "conv1d") || !strcmp(op, "linear") ||
+              !strcmp(op, "batchnorm"));
+  if (!safe) return dml_op_relu(g, x, out);
+  dml_node *y;
+  DML_TRY(dml__node_new_view(g, "relu", x->value.ndim, x->value.shape, &x, 1, x->value.data, &y));
+  int64_t len = dml__numel(y);
+  float *yd = y->value.data;
+#pragma omp parallel for simd schedule(static) if (len > PAR_MIN)
+  for (int64_t i = 0; i < len; i++) yd[i] = yd[i] > 0.0f ? yd[i] : 0.0f;
+  y->attr.i[0] = ACT_RELU;
+  y->backward = act_backward;
+  y->backward_overwrites = 1;
+  y->grad_in_place = 1;
   *out = y;
   return DML_OK;
 }

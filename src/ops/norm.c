@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/graph_internal.h"
+#include "ops/norm_internal.h"
 #include "dml/ops.h"
 
 #define PAR_MIN 32768
@@ -613,5 +614,58 @@ dml_status dml_op_l2_normalize(dml_graph *g, dml_node *x, float eps, dml_node **
   y->saved = sv;
   y->backward = l2_normalize_backward;
   *out = y;
+  return DML_OK;
+}
+
+dml_status dml__op_batchnorm_relu_inference(dml_graph *g, dml_node *x, dml_node *gamma,
+                                            dml_node *beta, float *running_mean,
+                                            float *running_var, float momentum, float eps,
+                                            dml_node **out) {
+  static const char *op = "batchnorm_relu";
+  if (!g || !g->inference || g->training || !running_mean || !running_var || !x || !out ||
+      x->value.ndim < 2 || x->value.ndim > 4 || !(eps >= 0.0f) || isinf(eps))
+    return dml_op_batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, out);
+  DML_TRY(dml__check_node(op, x, "x"));
+  const int64_t n = x->value.shape[0], c = x->value.shape[1];
+  const int64_t s = n * c > 0 ? dml__numel(x) / (n * c) : 0;
+  DML_TRY(check_channel_vector(op, gamma, "gamma", c, x));
+  DML_TRY(check_channel_vector(op, beta, "beta", c, x));
+  const char *xop = x->op ? x->op : "";
+  int in_place = x->consumers == 0 && !x->param &&
+                 (!strcmp(xop, "conv2d") || !strcmp(xop, "conv1d") || !strcmp(xop, "linear"));
+  dml_node *ins[3];
+  int gamma_at, beta_at;
+  const int n_in = affine_inputs(x, gamma, beta, ins, &gamma_at, &beta_at);
+  dml_node *y;
+  DML_TRY(dml__node_new_view(g, op, x->value.ndim, x->value.shape, ins, n_in,
+                             in_place ? x->value.data : NULL, &y));
+  float *coef = dml__graph_alloc(g, 2 * c * (int64_t)sizeof(float));
+  if (!coef)
+    return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for %lld channel statistics", op,
+                      (long long)c);
+  /* y = max(0, (x - mean) a + b), a = gamma / sqrt(var + eps), b = beta: the arithmetic of
+   * the unfused evaluation forward, so both give the same bits */
+  const float *gd = gamma ? gamma->value.data : NULL, *bd = beta ? beta->value.data : NULL;
+  float *a = coef, *b = coef + c;
+  for (int64_t ch = 0; ch < c; ch++) {
+    float istd = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
+    a[ch] = gd ? gd[ch] * istd : istd;
+    b[ch] = bd ? bd[ch] : 0.0f;
+  }
+  const float *xd = x->value.data;
+  float *yd = y->value.data;
+#pragma omp parallel for schedule(static) if (n * c * s > PAR_MIN)
+  for (int64_t pc = 0; pc < n * c; pc++) {
+    const int64_t ch = pc % c;
+    const float mu = running_mean[ch], sa = a[ch], sb = b[ch];
+    const float *p = xd + pc * s;
+    float *q = yd + pc * s;
+#pragma omp simd
+    for (int64_t k = 0; k < s; k++) {
+      float v = (p[k] - mu) * sa + sb;
+      q[k] = v > 0.0f ? v : 0.0f;
+    }
+  }
+  *out = y; /* no backward: inference nodes never require gradients */
   return DML_OK;
 }

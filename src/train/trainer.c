@@ -321,7 +321,8 @@ dml_status dml__train_validate(dml_model *m, dml_graph *g, const dml_dataset *va
   int64_t d = dml_model_output_numel(m);
   float *emb = malloc((size_t)(val->n * d) * sizeof(float));
   if (!emb) return dml__error(DML_ERR_NO_MEMORY, "out of memory embedding the validation set");
-  dml_status st = dml_model_predict(m, g, val->x, val->n, 500, emb);
+  /* small chunks: validation runs beside the training tape, keep its own memory small */
+  dml_status st = dml_model_predict(m, g, val->x, val->n, 64, emb);
   if (st == DML_OK) st = dml_eval_retrieval(emb, val->labels, val->n, d, dist, out);
   free(emb);
   return st;
