@@ -250,8 +250,8 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
   dml_trainer *t = NULL;
   train_run_info info;
   memset(&info, 0, sizeof info);
-  float *untrained_emb = NULL;
-  int64_t *tr = NULL, *te = NULL;
+  int64_t *tr = NULL, *te = NULL, *val_rows = NULL, n_val_rows = 0;
+  int val_is_test = 0;
   char outdir[4096];
   const char *name = dml_train_config_string(c, "name");
   const char *out = dml_train_config_string(c, "out");
@@ -430,29 +430,15 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
       fprintf(stderr, "dml train: validation.source test needs a test set\n");
       goto done;
     }
-    /* monitor the quantity the run is about: the unseen classes in an open-set split */
+    /* monitor the quantity the run is about: the unseen classes in an open-set split (rows
+     * of the test set, which validation embeds whole: no copy) */
     if (info.open_set) {
-      int64_t *rows = malloc((size_t)test.n * sizeof(int64_t)), k = 0;
-      if (!rows) goto done;
+      val_rows = malloc((size_t)test.n * sizeof(int64_t));
+      if (!val_rows) goto done;
       for (int64_t i = 0; i < test.n; i++)
-        if (train_is_unseen(&info, test.labels[i])) rows[k++] = i;
-      dml_status st = dml_dataset_subset(&test, rows, k, &val);
-      free(rows);
-      if (st) {
-        fail("validation set");
-        goto done;
-      }
-    } else {
-      int64_t *rows = malloc((size_t)test.n * sizeof(int64_t));
-      if (!rows) goto done;
-      for (int64_t i = 0; i < test.n; i++) rows[i] = i;
-      dml_status st = dml_dataset_subset(&test, rows, test.n, &val);
-      free(rows);
-      if (st) {
-        fail("validation set");
-        goto done;
-      }
+        if (train_is_unseen(&info, test.labels[i])) val_rows[n_val_rows++] = i;
     }
+    val_is_test = 1;
   }
   /* ---- model ---- */
   const char *model_path = dml_train_config_string(c, "model");
@@ -481,13 +467,12 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
     fprintf(stderr, "dml train: cannot create the output folder '%s'\n", outdir);
     goto done;
   }
-  /* ---- baselines before training ---- */
-  if (test.n && dml_train_config_bool(c, "eval.baselines") && !resume) {
-    if (train_report_embed(m, &test, &untrained_emb, NULL)) {
-      fail("embedding");
-      goto done;
-    }
-  }
+  dml_distance dist;
+  if (!cli_parse_distance(dml_train_config_string(c, "eval.distance"), &dist)) goto done;
+  /* ---- baselines before training (figures only: nothing of them stays in memory) ---- */
+  if (test.n >= 2 && dml_train_config_bool(c, "eval.baselines") && !resume &&
+      train_report_baselines(&info, m, &test, dist, seed))
+    goto done;
   /* ---- trainer ---- */
   dml_train_options o = dml_train_options_default();
   o.loss_spec = dml_train_config_string(c, "loss");
@@ -530,8 +515,10 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
   o.schedule.min_lr = (float)dml_train_config_number(c, "schedule.min_lr");
   o.epochs = (int)dml_train_config_int(c, "epochs");
   o.seed = seed;
-  o.val = val.n ? &val : NULL;
-  if (!cli_parse_distance(dml_train_config_string(c, "eval.distance"), &o.distance)) goto done;
+  o.val = val_is_test ? &test : val.n ? &val : NULL;
+  o.val_rows = val_rows;
+  o.val_num_rows = n_val_rows;
+  o.distance = dist;
   o.val_metric = dml_train_config_string(c, "validation.metric");
   o.patience = (int)dml_train_config_int(c, "validation.patience");
   char ckdir[4200], logp[4200], meta[8192];
@@ -574,7 +561,8 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
   }
   printf("dml train: %s: %lld training examples (%d classes), %lld validation, %lld test; "
          "%d threads; output in %s\n",
-         *name ? name : "run", (long long)train.n, (int)o.num_classes, (long long)val.n,
+         *name ? name : "run", (long long)train.n, (int)o.num_classes,
+         (long long)(val_is_test ? (val_rows ? n_val_rows : test.n) : val.n),
          (long long)test.n, threads, outdir);
   printf("loss: %s\n", dml_loss_spec(dml_trainer_loss(t)));
   fflush(stdout);
@@ -600,7 +588,7 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
   }
   if (h->stopped_early)
     printf("early stop: no improvement for %d epochs\n", o.patience);
-  if (val.n && dml_train_config_bool(c, "validation.restore_best") && h->best_epoch > 0 &&
+  if (o.val && dml_train_config_bool(c, "validation.restore_best") && h->best_epoch > 0 &&
       h->best_epoch != h->num_epochs) {
     if (dml_trainer_restore_best(t)) {
       fail("restoring the best epoch");
@@ -613,12 +601,11 @@ static int train_run(const dml_train_config *c, const char *resume, const char *
   info.outdir = outdir;
   info.config = c;
   info.history = h;
-  info.untrained_emb = untrained_emb;
   rc = train_report_write(&info, m, &train, &test, o.distance, seed) ? 1 : 0;
 done:
   free(tr);
   free(te);
-  free(untrained_emb);
+  free(val_rows);
   dml_trainer_free(t);
   dml_model_free(m);
   dml_dataset_free(&train);

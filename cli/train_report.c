@@ -80,13 +80,7 @@ dml_status train_report_embed(dml_model *m, const dml_dataset *ds, float **out, 
   return st;
 }
 
-typedef struct {
-  const char *name; /* "unseen", "seen", "all" */
-  int64_t n;
-  int classes;
-  dml_retrieval_metrics r;
-  double nmi;
-} subset_metrics;
+typedef train_subset_metrics subset_metrics;
 
 enum { SUBSET_UNSEEN, SUBSET_SEEN, SUBSET_ALL };
 
@@ -494,6 +488,30 @@ static int write_report_md(const char *path, md_ctx *ctx) {
   return rc;
 }
 
+int train_report_baselines(train_run_info *info, dml_model *m, const dml_dataset *test,
+                           dml_distance dist, uint64_t seed) {
+  int64_t d = dml_model_output_numel(m);
+  float *emb = NULL;
+  if (train_report_embed(m, test, &emb, NULL)) {
+    cli_fail("train", "embedding the test set with the untrained network");
+    return 1;
+  }
+  int first = info->open_set ? SUBSET_UNSEEN : SUBSET_ALL;
+  for (int s = first; s <= SUBSET_ALL; s++) {
+    if (s == SUBSET_SEEN) continue;
+    if (eval_subset(info, s, test->x, test->example_numel, test->labels, test->n,
+                    DML_DIST_EUCLIDEAN, seed, 0, &info->raw[s]) ||
+        eval_subset(info, s, emb, d, test->labels, test->n, dist, seed, 0, &info->untrained[s])) {
+      free(emb);
+      cli_fail("train", "baseline evaluation");
+      return 1;
+    }
+  }
+  free(emb);
+  info->have_baselines = 1;
+  return 0;
+}
+
 int train_report_write(const train_run_info *info, dml_model *m, const dml_dataset *train,
                        const dml_dataset *test, dml_distance dist, uint64_t seed) {
   const dml_train_config *cfg = info->config;
@@ -504,14 +522,13 @@ int train_report_write(const train_run_info *info, dml_model *m, const dml_datas
   int32_t *pred = NULL;
   cJSON *root = NULL;
   char path[4200];
-  subset_metrics trained[3], raw[3], untrained[3];
+  subset_metrics trained[3];
   memset(trained, 0, sizeof trained);
-  memset(raw, 0, sizeof raw);
-  memset(untrained, 0, sizeof untrained);
+  const subset_metrics *raw = info->raw, *untrained = info->untrained;
   knn_result knn[16];
   int nknn = 0;
   double embed_s = 0, tsne_s = 0;
-  int have_baselines = info->untrained_emb != NULL;
+  int have_baselines = info->have_baselines;
 
   /* the evaluated model, usable by dml embed */
   char meta[8192];
@@ -534,14 +551,6 @@ int train_report_write(const train_run_info *info, dml_model *m, const dml_datas
   for (int s = first; s <= SUBSET_ALL; s++) {
     if (eval_subset(info, s, emb, d, test->labels, test->n, dist, seed, 1, &trained[s])) {
       cli_fail("train", "evaluation");
-      goto out;
-    }
-    if (have_baselines && s != SUBSET_SEEN &&
-        (eval_subset(info, s, test->x, test->example_numel, test->labels, test->n,
-                     DML_DIST_EUCLIDEAN, seed, 0, &raw[s]) ||
-         eval_subset(info, s, info->untrained_emb, d, test->labels, test->n, dist, seed, 0,
-                     &untrained[s]))) {
-      cli_fail("train", "baseline evaluation");
       goto out;
     }
   }

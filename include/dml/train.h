@@ -98,6 +98,9 @@ typedef struct dml_train_options {
   uint64_t seed;                /* initialisation of the loss, sampling, augmentation, dropout */
   /* Validation after every epoch: MAP@R (or the chosen metric) of val against itself. */
   const dml_dataset *val;       /* NULL: no validation */
+  const int64_t *val_rows;      /* validate on these rows of val only (NULL: all); val is
+                                 * embedded whole, so no copy of the subset is needed */
+  int64_t val_num_rows;
   dml_distance distance;        /* for validation retrieval */
   const char *val_metric;       /* "map_at_r" (default), "p_at_1", "r_precision" */
   int patience;                 /* stop after this many epochs without improvement; 0 = never */

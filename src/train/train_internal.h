@@ -6,9 +6,11 @@
 #include "dml/eval.h"
 #include "dml/train.h"
 
-/* Embeds val in evaluation mode and computes its self-retrieval metrics. */
+/* Embeds val in evaluation mode and computes the self-retrieval metrics of rows[0..n_rows)
+ * (rows NULL: every row). */
 dml_status dml__train_validate(dml_model *m, dml_graph *g, const dml_dataset *val,
-                               dml_distance dist, dml_retrieval_metrics *out);
+                               const int64_t *rows, int64_t n_rows, dml_distance dist,
+                               dml_retrieval_metrics *out);
 
 /* Progress display: a bar redrawn in place, or a plain line every tenth of an epoch. */
 void dml__progress_start(const dml_train_options *o, int64_t epoch, int64_t batch,

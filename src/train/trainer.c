@@ -317,14 +317,37 @@ static double pick_metric(const dml_retrieval_metrics *r, const char *name) {
 }
 
 dml_status dml__train_validate(dml_model *m, dml_graph *g, const dml_dataset *val,
-                               dml_distance dist, dml_retrieval_metrics *out) {
+                               const int64_t *rows, int64_t n_rows, dml_distance dist,
+                               dml_retrieval_metrics *out) {
   int64_t d = dml_model_output_numel(m);
   float *emb = malloc((size_t)(val->n * d) * sizeof(float));
-  if (!emb) return dml__error(DML_ERR_NO_MEMORY, "out of memory embedding the validation set");
+  float *sub = rows ? malloc((size_t)(n_rows * d) * sizeof(float)) : NULL;
+  int32_t *lab = rows ? malloc((size_t)n_rows * sizeof(int32_t)) : NULL;
+  if (!emb || (rows && (!sub || !lab))) {
+    free(emb);
+    free(sub);
+    free(lab);
+    return dml__error(DML_ERR_NO_MEMORY, "out of memory embedding the validation set");
+  }
   /* small chunks: validation runs beside the training tape, keep its own memory small */
   dml_status st = dml_model_predict(m, g, val->x, val->n, 64, emb);
-  if (st == DML_OK) st = dml_eval_retrieval(emb, val->labels, val->n, d, dist, out);
+  if (st == DML_OK && rows) {
+    for (int64_t i = 0; i < n_rows && st == DML_OK; i++) {
+      if (rows[i] < 0 || rows[i] >= val->n) {
+        st = dml__error(DML_ERR_INVALID_ARGUMENT, "validation row %lld is outside the %lld rows",
+                        (long long)rows[i], (long long)val->n);
+        break;
+      }
+      memcpy(sub + i * d, emb + rows[i] * d, (size_t)d * sizeof(float));
+      lab[i] = val->labels[rows[i]];
+    }
+    if (st == DML_OK) st = dml_eval_retrieval(sub, lab, n_rows, d, dist, out);
+  } else if (st == DML_OK) {
+    st = dml_eval_retrieval(emb, val->labels, val->n, d, dist, out);
+  }
   free(emb);
+  free(sub);
+  free(lab);
   return st;
 }
 
@@ -611,7 +634,8 @@ static dml_status end_epoch(dml_trainer *t, int64_t nb, int *stop) {
   int improved = 0;
   if (t->o.val) {
     dml_retrieval_metrics vm;
-    DML_TRY(dml__train_validate(t->m, t->g, t->o.val, t->o.distance, &vm));
+    DML_TRY(dml__train_validate(t->m, t->g, t->o.val, t->o.val_rows, t->o.val_num_rows,
+                                t->o.distance, &vm));
     r.val_metric = pick_metric(&vm, t->o.val_metric);
     if (!isfinite(t->hist.best_val_metric) || r.val_metric > t->hist.best_val_metric) {
       improved = 1;
