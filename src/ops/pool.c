@@ -112,7 +112,8 @@ static inline int64_t window(const pool_geom *q, int64_t oh, int64_t ow, int64_t
 #if defined(__AVX512F__)
 /* One output row of a 2x2 / stride 2 max pool, 16 outputs per vector: the even and odd columns
  * of the two input rows are separated with permutations, then the four candidates are compared
- * in window order with the same rule as the scalar code (greater, or NaN). */
+ * in window order with the same rule as the scalar code (greater, or NaN). am NULL: values
+ * only (inference). */
 static void maxpool2_row(const float *r0, int64_t w, int64_t wo, int64_t base, float *y,
                          int32_t *am) {
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -138,41 +139,14 @@ static void maxpool2_row(const float *r0, int64_t w, int64_t wo, int64_t base, f
       __mmask16 win =
           _mm512_cmp_ps_mask(c[k], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(c[k], c[k], _CMP_UNORD_Q);
       m = _mm512_mask_mov_ps(m, win, c[k]);
-      idx = _mm512_mask_mov_epi32(idx, win, _mm512_add_epi32(idx0, off[k]));
+      if (am) idx = _mm512_mask_mov_epi32(idx, win, _mm512_add_epi32(idx0, off[k]));
     }
     _mm512_mask_storeu_ps(y + o0, mo, m);
-    _mm512_mask_storeu_epi32(am + o0, mo, idx);
+    if (am) _mm512_mask_storeu_epi32(am + o0, mo, idx); /* NULL: inference, no backward */
   }
 }
 #endif
 
-#if defined(__AVX512F__)
-/* maxpool2_row without the argmax (nothing will run backward): the same comparisons, so the
- * same values, NaN included. */
-static void maxpool2_row_values(const float *r0, int64_t w, int64_t wo, float *y) {
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const float *r1 = r0 + w;
-  for (int64_t o0 = 0; o0 < wo; o0 += 16) {
-    int64_t n = wo - o0 < 16 ? wo - o0 : 16, lo_n = 2 * n < 16 ? 2 * n : 16, hi_n = 2 * n - lo_n;
-    __mmask16 mlo = (__mmask16)(lo_n >= 16 ? 0xFFFF : (1u << lo_n) - 1u);
-    __mmask16 mhi = (__mmask16)(hi_n >= 16 ? 0xFFFF : (1u << hi_n) - 1u);
-    __mmask16 mo = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1u);
-    const float *a = r0 + 2 * o0, *b = r1 + 2 * o0;
-    __m512 alo = _mm512_maskz_loadu_ps(mlo, a), ahi = _mm512_maskz_loadu_ps(mhi, a + 16);
-    __m512 blo = _mm512_maskz_loadu_ps(mlo, b), bhi = _mm512_maskz_loadu_ps(mhi, b + 16);
-    __m512 c[4] = {_mm512_permutex2var_ps(alo, even, ahi), _mm512_permutex2var_ps(alo, odd, ahi),
-                   _mm512_permutex2var_ps(blo, even, bhi), _mm512_permutex2var_ps(blo, odd, bhi)};
-    __m512 m = c[0];
-    for (int k = 1; k < 4; k++) {
-      __mmask16 win =
-          _mm512_cmp_ps_mask(c[k], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(c[k], c[k], _CMP_UNORD_Q);
-      m = _mm512_mask_mov_ps(m, win, c[k]);
-    }
-    _mm512_mask_storeu_ps(y + o0, mo, m);
-  }
-}
-#endif
 
 /* y[P][Ho*Wo] = window max of x[P][H*W], argmax[P][Ho*Wo] = its index in the plane (argmax
  * NULL: values only, for inference). */
@@ -187,13 +161,9 @@ static void maxpool_forward(const pool_geom *q, const float *x, float *y, int32_
     int32_t *ap = argmax ? argmax + pl * ohw : NULL;
     for (int64_t oh = 0; oh < q->ho; oh++) {
 #if defined(__AVX512F__)
-      if (k2 && !ap) {
-        maxpool2_row_values(xp + 2 * oh * q->w, q->w, q->wo, yp + oh * q->wo);
-        continue;
-      }
       if (k2) {
         maxpool2_row(xp + 2 * oh * q->w, q->w, q->wo, 2 * oh * q->w, yp + oh * q->wo,
-                     ap + oh * q->wo);
+                     ap ? ap + oh * q->wo : NULL);
         continue;
       }
 #endif
