@@ -109,7 +109,16 @@ dml_status dml_model_predict(dml_model *m, dml_graph *g, const float *x, int64_t
   int64_t chunk = batch_size / (nt > 0 ? nt : 1);
   if (chunk < 16) chunk = 16;
   int64_t nchunks = (n + chunk - 1) / chunk;
-  if (nt > 1 && nchunks >= 2 && !omp_in_parallel()) {
+  /* OpenBLAS is called from both threads at once here. Debian's OpenMP build of OpenBLAS runs
+   * on GCC's libgomp; with clang's libomp in its place, OpenBLAS's own thread team hangs on a
+   * later multi-threaded call after such concurrent calls, so clang builds embed one chunk
+   * at a time with every op threaded instead. */
+#if defined(__clang__)
+  const int per_thread_chunks = 0;
+#else
+  const int per_thread_chunks = 1;
+#endif
+  if (per_thread_chunks && nt > 1 && nchunks >= 2 && !omp_in_parallel()) {
     if (nt > nchunks) nt = (int)nchunks;
     dml_graph *gs[64];
     if (nt > 64) nt = 64;
