@@ -91,7 +91,10 @@ static void fit_text(char *buf, int size, int max_w) {
     if (dml_canvas_text_width(tmp, 1) <= max_w) break;
     tmp[0] = '\0';
   }
-  snprintf(buf, (size_t)size, "%s", tmp);
+  size_t n = strlen(tmp);
+  if (n >= (size_t)size) n = (size_t)size - 1;
+  memcpy(buf, tmp, n);
+  buf[n] = '\0';
 }
 
 static void frame(dml_canvas *c, int x, int y, const dml__grid_geom *g, uint32_t rgb) {
