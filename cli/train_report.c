@@ -377,7 +377,7 @@ static void print_row(FILE *f, int md, const char *what, const subset_metrics *m
     fprintf(f, "| %s | %s (%lld) | %.4f | %.4f | %.4f | %s |\n", what, m->name, (long long)m->n,
             m->r.precision_at_1, m->r.r_precision, m->r.map_at_r, nmi);
   else
-    fprintf(f, "  %-20s %-14s %8.4f %12.4f %8.4f %8s\n", what, m->name, m->r.precision_at_1,
+    fprintf(f, "  %-22s %-14s %8.4f %12.4f %8.4f %8s\n", what, m->name, m->r.precision_at_1,
             m->r.r_precision, m->r.map_at_r, nmi);
 }
 
@@ -388,7 +388,7 @@ static void tables(FILE *f, int md, const subset_metrics *trained, const subset_
     fprintf(f, "| embedding | test classes (items) | P@1 | R-Precision | MAP@R | NMI |\n");
     fprintf(f, "|---|---|---|---|---|---|\n");
   } else {
-    fprintf(f, "  %-20s %-14s %8s %12s %8s %8s\n", "embedding", "test classes", "P@1",
+    fprintf(f, "  %-22s %-14s %8s %12s %8s %8s\n", "embedding", "test classes", "P@1",
             "R-Precision", "MAP@R", "NMI");
   }
   for (int s = 0; s < 3; s++) {
