@@ -376,6 +376,9 @@ dml_status dml_op_batchnorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node
   y->saved = sv;
   y->backward = batchnorm_backward;
   y->backward_overwrites = 1;
+  /* each channel's task sums its dy before writing its dx, element for element, so dx may
+   * overwrite dy: x's gradient takes this node's buffer when nothing else consumes x */
+  y->grad_in_place = 1;
   *out = y;
   return DML_OK;
 }
