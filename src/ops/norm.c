@@ -134,16 +134,20 @@ static void bn_train_forward_rows(float *y, const float *x, const float *gamma,
   }
 }
 
-/* Evaluation forward: y = (x - mean) scale + shift per channel. x, y [N, C, S]; mean, scale,
- * shift [C]. Elementwise: parallel over planes (rows when S == 1). */
+/* Evaluation forward: y = (x - mean) scale + shift per channel, then max(0, y) when relu.
+ * x, y [N, C, S] (may be the same buffer); mean, scale, shift [C]. Elementwise: parallel over
+ * planes (rows when S == 1). */
 static void bn_eval_forward(float *y, const float *x, const float *mean, const float *scale,
-                            const float *shift, int64_t n, int64_t c, int64_t s) {
+                            const float *shift, int64_t n, int64_t c, int64_t s, int relu) {
   if (s == 1) {
 #pragma omp parallel for schedule(static) if (n * c > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       const float *p = x + i * c;
       float *q = y + i * c;
-      for (int64_t j = 0; j < c; j++) q[j] = (p[j] - mean[j]) * scale[j] + shift[j];
+      for (int64_t j = 0; j < c; j++) {
+        float v = (p[j] - mean[j]) * scale[j] + shift[j];
+        q[j] = relu && !(v > 0.0f) ? 0.0f : v;
+      }
     }
     return;
   }
@@ -153,8 +157,28 @@ static void bn_eval_forward(float *y, const float *x, const float *mean, const f
     const float mu = mean[ch], sc = scale[ch], sh = shift[ch];
     const float *p = x + pc * s;
     float *q = y + pc * s;
+    if (relu) {
 #pragma omp simd
-    for (int64_t k = 0; k < s; k++) q[k] = (p[k] - mu) * sc + sh;
+      for (int64_t k = 0; k < s; k++) {
+        float v = (p[k] - mu) * sc + sh;
+        q[k] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t k = 0; k < s; k++) q[k] = (p[k] - mu) * sc + sh;
+    }
+  }
+}
+
+/* Evaluation coefficients from the running variance: istd = 1 / sqrt(var + eps) (double),
+ * scale = gamma istd (istd without gamma), shift = beta (0 without beta). istd may be NULL. */
+static void bn_eval_coefficients(const float *gamma, const float *beta, const float *running_var,
+                                 float eps, int64_t c, float *istd, float *scale, float *shift) {
+  for (int64_t ch = 0; ch < c; ch++) {
+    float is = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
+    if (istd) istd[ch] = is;
+    scale[ch] = gamma ? gamma[ch] * is : is;
+    shift[ch] = beta ? beta[ch] : 0.0f;
   }
 }
 
@@ -365,13 +389,9 @@ dml_status dml_op_batchnorm(dml_graph *g, dml_node *x, dml_node *gamma, dml_node
       return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for %lld channel statistics",
                         op, (long long)c);
     float *shift = scale + c;
-    for (int64_t ch = 0; ch < c; ch++) {
-      sv->mean[ch] = running_mean[ch];
-      sv->istd[ch] = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
-      scale[ch] = gd ? gd[ch] * sv->istd[ch] : sv->istd[ch];
-      shift[ch] = bd ? bd[ch] : 0.0f;
-    }
-    bn_eval_forward(y->value.data, x->value.data, sv->mean, scale, shift, n, c, s);
+    memcpy(sv->mean, running_mean, (size_t)c * sizeof(float));
+    bn_eval_coefficients(gd, bd, running_var, eps, c, sv->istd, scale, shift);
+    bn_eval_forward(y->value.data, x->value.data, sv->mean, scale, shift, n, c, s, 0);
   }
   y->saved = sv;
   y->backward = batchnorm_backward;
@@ -646,29 +666,10 @@ dml_status dml__op_batchnorm_relu_inference(dml_graph *g, dml_node *x, dml_node 
   if (!coef)
     return dml__error(DML_ERR_NO_MEMORY, "%s: out of memory for %lld channel statistics", op,
                       (long long)c);
-  /* y = max(0, (x - mean) a + b), a = gamma / sqrt(var + eps), b = beta: the arithmetic of
-   * the unfused evaluation forward, so both give the same bits */
+  /* the arithmetic of the unfused evaluation forward, so both give the same bits */
   const float *gd = gamma ? gamma->value.data : NULL, *bd = beta ? beta->value.data : NULL;
-  float *a = coef, *b = coef + c;
-  for (int64_t ch = 0; ch < c; ch++) {
-    float istd = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
-    a[ch] = gd ? gd[ch] * istd : istd;
-    b[ch] = bd ? bd[ch] : 0.0f;
-  }
-  const float *xd = x->value.data;
-  float *yd = y->value.data;
-#pragma omp parallel for schedule(static) if (n * c * s > PAR_MIN)
-  for (int64_t pc = 0; pc < n * c; pc++) {
-    const int64_t ch = pc % c;
-    const float mu = running_mean[ch], sa = a[ch], sb = b[ch];
-    const float *p = xd + pc * s;
-    float *q = yd + pc * s;
-#pragma omp simd
-    for (int64_t k = 0; k < s; k++) {
-      float v = (p[k] - mu) * sa + sb;
-      q[k] = v > 0.0f ? v : 0.0f;
-    }
-  }
+  bn_eval_coefficients(gd, bd, running_var, eps, c, NULL, coef, coef + c);
+  bn_eval_forward(y->value.data, x->value.data, running_mean, coef, coef + c, n, c, s, 1);
   *out = y; /* no backward: inference nodes never require gradients */
   return DML_OK;
 }
